@@ -1,0 +1,176 @@
+"""The training configuration: one JSON-serialisable schema shared by the CLI, the server and tests.
+
+A config is a preset plus overrides. `TrainConfig.from_dict` validates every field and raises
+`ConfigError` with a message that says which field is wrong, what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
+INITS = ("auto", "he", "glorot", "notebook")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+LR_SCHEDULES = ("constant", "step", "cosine")
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot be used, with the reason and what would be valid."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random distortions applied to each training batch (all zero: no augmentation).
+
+    shift: max translation in pixels; rotation: max degrees; scale: max relative zoom (0.1 = +-10%);
+    shear: max degrees; elastic_alpha/elastic_sigma: strength and smoothness (pixels) of elastic
+    displacement fields (Simard et al. 2003); thickness: probability of thinning or thickening strokes.
+    """
+
+    shift: float = 0.0
+    rotation: float = 0.0
+    scale: float = 0.0
+    shear: float = 0.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 0.0
+    thickness: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return any(getattr(self, f.name) > 0 for f in dataclasses.fields(self))
+
+
+_AUGMENT_LIMITS = {
+    "shift": (0.0, 10.0),
+    "rotation": (0.0, 90.0),
+    "scale": (0.0, 0.9),
+    "shear": (0.0, 60.0),
+    "elastic_alpha": (0.0, 100.0),
+    "elastic_sigma": (0.0, 20.0),
+    "thickness": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; same seed + same config + same data => same result."""
+
+    hidden_layers: tuple[int, ...] = (128,)
+    activation: str = "relu"
+    init: str = "auto"
+    batch_norm: bool = False
+    dropout: float = 0.0
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    lr_decay: float = 0.5
+    warmup_epochs: float = 0.0
+    batch_size: int = 128
+    epochs: int = 10
+    seed: int = 0
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    preset: str | None = None
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hidden_layers"] = list(self.hidden_layers)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None = None) -> TrainConfig:
+        """Build a config from a preset name plus overrides, validating every field."""
+        from engine.presets import preset_config  # presets are defined in terms of this class
+
+        data = dict(data or {})
+        if not isinstance(data, dict):
+            raise ConfigError("a config must be a JSON object")
+        preset = data.pop("preset", None)
+        base = preset_config(preset if preset is not None else "default")
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {known}")
+        values = base.to_dict()
+        values.update({k: v for k, v in data.items() if v is not None})
+        values["preset"] = preset if preset is not None else base.preset
+        return _validated(values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        values = self.to_dict()
+        values.update(changes)
+        return _validated(values)
+
+
+# --- validation --------------------------------------------------------------------------------
+def _number(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> Any:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be {kind} between {low:g} and {high:g}, got {value!r}")
+    if integer and (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not math.isfinite(value) or not (low <= value <= high):
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _validated(v: dict[str, Any]) -> TrainConfig:
+    layers = v["hidden_layers"]
+    if isinstance(layers, (int, str)) or not isinstance(layers, (list, tuple)):
+        raise ConfigError(f"hidden_layers must be a list of layer sizes like [128, 64], got {layers!r}")
+    if len(layers) > 16:
+        raise ConfigError(f"hidden_layers may have at most 16 layers, got {len(layers)}")
+    hidden = tuple(_number("hidden_layers[]", n, 1, 65536, integer=True) for n in layers)
+
+    augmentation = v.get("augmentation") or {}
+    if isinstance(augmentation, AugmentConfig):
+        augmentation = dataclasses.asdict(augmentation)
+    if not isinstance(augmentation, dict):
+        raise ConfigError(f"augmentation must be an object, got {augmentation!r}")
+    unknown = sorted(set(augmentation) - set(_AUGMENT_LIMITS))
+    if unknown:
+        raise ConfigError(
+            f"unknown augmentation field(s) {', '.join(unknown)}; known: {', '.join(_AUGMENT_LIMITS)}"
+        )
+    augment = AugmentConfig(
+        **{
+            k: _number(f"augmentation.{k}", augmentation.get(k, 0.0), *_AUGMENT_LIMITS[k])
+            for k in _AUGMENT_LIMITS
+        }
+    )
+    if not isinstance(v["batch_norm"], bool):
+        raise ConfigError(f"batch_norm must be true or false, got {v['batch_norm']!r}")
+    preset = v.get("preset")
+    if preset is not None and not isinstance(preset, str):
+        raise ConfigError(f"preset must be a preset name, got {preset!r}")
+
+    return TrainConfig(
+        hidden_layers=hidden,
+        activation=_choice("activation", v["activation"], ACTIVATIONS),
+        init=_choice("init", v["init"], INITS),
+        batch_norm=v["batch_norm"],
+        dropout=_number("dropout", v["dropout"], 0.0, 0.95),
+        optimizer=_choice("optimizer", v["optimizer"], OPTIMIZERS),
+        learning_rate=_number("learning_rate", v["learning_rate"], 1e-8, 1000.0),
+        momentum=_number("momentum", v["momentum"], 0.0, 0.999),
+        weight_decay=_number("weight_decay", v["weight_decay"], 0.0, 1.0),
+        lr_schedule=_choice("lr_schedule", v["lr_schedule"], LR_SCHEDULES),
+        lr_decay=_number("lr_decay", v["lr_decay"], 0.01, 1.0),
+        warmup_epochs=_number("warmup_epochs", v["warmup_epochs"], 0.0, 100.0),
+        batch_size=_number("batch_size", v["batch_size"], 1, 60000, integer=True),
+        epochs=_number("epochs", v["epochs"], 1, 1000, integer=True),
+        seed=_number("seed", v["seed"], 0, 2**32 - 1, integer=True),
+        augmentation=augment,
+        preset=preset,
+    )

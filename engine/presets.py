@@ -1,0 +1,60 @@
+"""Named starting points for a run. A preset is a TrainConfig; users override any field of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import AugmentConfig, ConfigError, TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    config: TrainConfig
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def _add(name: str, description: str, **fields) -> None:
+    PRESETS[name] = Preset(name, description, TrainConfig(preset=name, **fields))
+
+
+_add(
+    "notebook",
+    "The original notebook: 784-128-ReLU-10, SGD lr 0.05 halved every epoch, batch 128, "
+    "10 epochs, 0.1*randn init; with its defects fixed (natural-log loss averaged over the batch, "
+    "one forward pass, float32, shuffling, every test sample evaluated).",
+    hidden_layers=(128,),
+    activation="relu",
+    init="notebook",
+    optimizer="sgd",
+    learning_rate=0.05,
+    lr_schedule="step",
+    lr_decay=0.5,
+    batch_size=128,
+    epochs=10,
+)
+
+_add(
+    "default",
+    "Quick and good: 784-256-ReLU-10, He init, SGD with momentum 0.9, cosine schedule, "
+    "batch 128, 10 epochs.",
+    hidden_layers=(256,),
+    activation="relu",
+    optimizer="momentum",
+    learning_rate=0.05,
+    momentum=0.9,
+    lr_schedule="cosine",
+    batch_size=128,
+    epochs=10,
+    augmentation=AugmentConfig(),
+)
+
+
+def preset_config(name: str) -> TrainConfig:
+    """The TrainConfig of a preset, or a ConfigError listing the presets that exist."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    return PRESETS[name].config
