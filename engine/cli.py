@@ -23,9 +23,25 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_to_stderr(logger_name: str, quiet: bool) -> None:
+    """Show an engine module's log records as plain lines on stderr ("warning: ...")."""
+    import logging
+
+    class LowercaseLevel(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"{record.levelname.lower()}: {record.getMessage()}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LowercaseLevel())
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def cmd_fetch_data(args: argparse.Namespace) -> int:
     from engine.data import MnistUnavailableError, fetch_mnist, resolve_data_dir
 
+    _log_to_stderr("engine.data", args.quiet)
     try:
         folder = fetch_mnist(resolve_data_dir(args.data_dir), progress=not args.quiet)
     except MnistUnavailableError as error:

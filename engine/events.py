@@ -51,7 +51,17 @@ class EndEvent:
     event: Literal["end"] = "end"
 
 
-Event = IterationEvent | EpochEvent | EndEvent
+@dataclass(frozen=True)
+class PauseEvent:
+    """A pause took effect (`paused` True) or the run resumed (`paused` False), between iterations."""
+
+    epoch: int
+    step: int
+    paused: bool
+    event: Literal["pause"] = "pause"
+
+
+Event = IterationEvent | EpochEvent | PauseEvent | EndEvent
 
 
 class Listener(Protocol):

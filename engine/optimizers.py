@@ -1,0 +1,99 @@
+"""Optimisers: how a gradient becomes a step. Each updates `Parameter.value` in place.
+
+L2 weight decay adds λ·w to the gradient of every parameter marked `decay` (weights, not biases).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from engine.layers import Parameter
+
+
+class Optimizer(ABC):
+    def __init__(self, parameters: list[Parameter], weight_decay: float = 0.0):
+        self.parameters = list(parameters)
+        self.weight_decay = weight_decay
+
+    def gradient(self, p: Parameter) -> np.ndarray:
+        if self.weight_decay and p.decay:
+            return p.grad + p.value.dtype.type(self.weight_decay) * p.value
+        return p.grad
+
+    @abstractmethod
+    def step(self, learning_rate: float) -> None:
+        """Move every parameter one step against its gradient."""
+
+
+class SGD(Optimizer):
+    """w ← w - η g."""
+
+    def step(self, learning_rate: float) -> None:
+        for p in self.parameters:
+            p.value -= p.value.dtype.type(learning_rate) * self.gradient(p)
+
+
+class Momentum(Optimizer):
+    """Heavy ball: v ← μ v + g, w ← w - η v.  Nesterov: w ← w - η (g + μ v) with the new v."""
+
+    def __init__(self, parameters, momentum: float = 0.9, nesterov: bool = False,
+                 weight_decay: float = 0.0):
+        super().__init__(parameters, weight_decay)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.velocity = [np.zeros_like(p.value) for p in self.parameters]
+
+    def step(self, learning_rate: float) -> None:
+        for p, v in zip(self.parameters, self.velocity, strict=True):
+            g = self.gradient(p)
+            mu = p.value.dtype.type(self.momentum)
+            lr = p.value.dtype.type(learning_rate)
+            v *= mu
+            v += g
+            if self.nesterov:
+                p.value -= lr * (g + mu * v)
+            else:
+                p.value -= lr * v
+
+
+class Adam(Optimizer):
+    """Kingma & Ba (2015): m ← β1 m + (1-β1) g, v ← β2 v + (1-β2) g²,
+    w ← w - η m̂ / (sqrt(v̂) + ε) with bias-corrected m̂ = m/(1-β1^t), v̂ = v/(1-β2^t)."""
+
+    def __init__(self, parameters, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(parameters, weight_decay)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = [np.zeros_like(p.value) for p in self.parameters]
+        self.v = [np.zeros_like(p.value) for p in self.parameters]
+        self.t = 0
+
+    def step(self, learning_rate: float) -> None:
+        self.t += 1
+        correction1 = 1 - self.beta1**self.t
+        correction2 = 1 - self.beta2**self.t
+        # Fold both bias corrections into the step size: η_t = η sqrt(1-β2^t) / (1-β1^t).
+        step_size = learning_rate * np.sqrt(correction2) / correction1
+        eps = self.eps * np.sqrt(correction2)
+        for p, m, v in zip(self.parameters, self.m, self.v, strict=True):
+            g = self.gradient(p)
+            dtype = p.value.dtype.type
+            m *= dtype(self.beta1)
+            m += dtype(1 - self.beta1) * g
+            v *= dtype(self.beta2)
+            v += dtype(1 - self.beta2) * (g * g)
+            p.value -= dtype(step_size) * m / (np.sqrt(v) + dtype(eps))
+
+
+def make_optimizer(name: str, parameters, momentum: float = 0.9, weight_decay: float = 0.0
+                   ) -> Optimizer:
+    if name == "sgd":
+        return SGD(parameters, weight_decay=weight_decay)
+    if name in ("momentum", "nesterov"):
+        return Momentum(parameters, momentum, nesterov=name == "nesterov",
+                        weight_decay=weight_decay)
+    if name == "adam":
+        return Adam(parameters, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use sgd, momentum, nesterov or adam")

@@ -1,0 +1,171 @@
+"""The training loop. It knows nothing about who listens: it reports through events.
+
+    for each epoch:
+        shuffle the training set (seeded)
+        for each mini-batch (the last one may be partial):
+            x = batch / 255 (or a randomly distorted batch)    forward  → logits
+            L = cross-entropy(softmax(logits), y)               loss
+            dL/dθ by backpropagation                            backward
+            θ ← optimiser(θ, dL/dθ, η(t))                       update
+            → IterationEvent
+        evaluate on every test sample                           → EpochEvent
+    → EndEvent (completed, stopped, or failed with a reason)
+
+Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss ends
+the run as failed ("diverged"), before any NaN reaches an event or the weights' last checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import numpy as np
+
+from engine.config import TrainConfig
+from engine.control import TrainingControl
+from engine.events import EndEvent, EpochEvent, Event, IterationEvent, Listener, PauseEvent
+from engine.losses import SoftmaxCrossEntropy
+from engine.metrics import evaluate, normalise
+from engine.model import Sequential, build_model
+from engine.optimizers import make_optimizer
+from engine.schedules import learning_rate
+
+
+class Trainer:
+    """Trains `model` on `data` (anything with uint8 `train_images`, `train_labels`, `test_images`,
+    `test_labels`) as `config` says, calling every listener with every event."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data,
+        listeners: Iterable[Listener] = (),
+        control: TrainingControl | None = None,
+        model: Sequential | None = None,
+    ):
+        self.config = config
+        self.data = data
+        self.listeners = list(listeners)
+        self.control = control or TrainingControl()
+        # One seed drives everything, through independent streams: init, dropout, shuffling,
+        # augmentation. Same seed, config and data => the same run, bit for bit.
+        init_rng, self._shuffle_rng, self._augment_rng = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3)
+        )
+        self.model = model if model is not None else build_model(config, init_rng)
+        self.loss = SoftmaxCrossEntropy()
+        self.optimizer = make_optimizer(
+            config.optimizer, self.model.parameters(), config.momentum, config.weight_decay
+        )
+        self.step = 0
+        self.epochs_completed = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train_labels) / self.config.batch_size)
+
+    def emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def _batch(self, images: np.ndarray) -> np.ndarray:
+        if self.config.augmentation.enabled:
+            from engine.augment import augment_batch
+
+            return augment_batch(images, self.config.augmentation, self._augment_rng)
+        return normalise(images, self.model.dtype)
+
+    def run(self) -> EndEvent:
+        """Train until done, stopped or diverged; the final EndEvent is also returned."""
+        started = time.perf_counter()
+        status, reason = "completed", None
+        epoch = 0
+        try:
+            for epoch in range(1, self.config.epochs + 1):
+                outcome = self._train_epoch(epoch)
+                if outcome is not None:
+                    status, reason = outcome
+                    break
+        except Exception as error:  # reported to listeners through the EndEvent
+            status, reason = "failed", f"{type(error).__name__}: {error}"
+        test_accuracy = None
+        if status != "failed" and self.step > 0:
+            test_accuracy = evaluate(self.model, self.data.test_images,
+                                     self.data.test_labels).accuracy
+        end = EndEvent(
+            epoch=max(epoch, 1),
+            status=status,
+            reason=reason,
+            epochs_completed=self.epochs_completed,
+            steps_completed=self.step,
+            test_accuracy=test_accuracy,
+            duration_s=time.perf_counter() - started,
+        )
+        self.emit(end)
+        return end
+
+    def _train_epoch(self, epoch: int) -> tuple[str, str | None] | None:
+        """One pass over the shuffled training set; returns (status, reason) if the run must end."""
+        config, data = self.config, self.data
+        images, labels = data.train_images, data.train_labels
+        n = len(labels)
+        order = self._shuffle_rng.permutation(n)
+        started = time.perf_counter()
+        loss_sum, correct = 0.0, 0
+        samples_per_second = 0.0
+        last = started
+        for index, start in enumerate(range(0, n, config.batch_size)):
+            if self.control.checkpoint(lambda paused: self.emit(
+                    PauseEvent(epoch=epoch, step=self.step, paused=paused))):
+                return "stopped", "stopped on request"
+            batch = order[start : start + config.batch_size]
+            x = self._batch(np.take(images, batch, axis=0))
+            y = labels[batch].astype(np.intp)
+            lr = learning_rate(config, epoch - 1 + index / self.steps_per_epoch,
+                               1 / self.steps_per_epoch)
+
+            logits = self.model.forward(x, training=True)
+            loss = self.loss.forward(logits, y)
+            if not math.isfinite(loss):
+                hint = config.learning_rate / 10
+                return "failed", (
+                    f"diverged: the loss became {loss} at step {self.step} (epoch {epoch}) with "
+                    f"learning rate {lr:g}; lower the learning rate (try {hint:g})"
+                )
+            self.model.backward(self.loss.backward())
+            self.optimizer.step(lr)
+
+            loss_sum += loss * len(batch)
+            correct += int(np.count_nonzero(self.loss.probabilities.argmax(axis=1) == y))
+            now = time.perf_counter()
+            rate = len(batch) / max(now - last, 1e-9)
+            samples_per_second = rate if index == 0 else 0.9 * samples_per_second + 0.1 * rate
+            last = now
+            self.emit(IterationEvent(epoch=epoch, step=self.step, loss=loss, learning_rate=lr,
+                                     samples_per_second=samples_per_second))
+            self.step += 1
+
+        validation = evaluate(self.model, data.test_images, data.test_labels)
+        if not math.isfinite(validation.loss):
+            return "failed", "diverged: the validation loss is not finite; lower the learning rate"
+        self.epochs_completed = epoch
+        self.emit(EpochEvent(
+            epoch=epoch,
+            train_loss=loss_sum / n,
+            train_accuracy=correct / n,
+            val_loss=validation.loss,
+            val_accuracy=validation.accuracy,
+            duration_s=time.perf_counter() - started,
+            learning_rate=learning_rate(config, epoch - 1),
+        ))
+        return None
+
+
+def train(config: TrainConfig, data, listeners: Iterable[Listener] = (),
+          control: TrainingControl | None = None) -> tuple[Sequential, EndEvent]:
+    """Convenience: build the model from `config`, train it, return it with the EndEvent."""
+    trainer = Trainer(config, data, listeners, control)
+    end = trainer.run()
+    return trainer.model, end
