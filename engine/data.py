@@ -29,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -513,6 +514,8 @@ class HttpMirror:
                     length = response.headers.get("Content-Length")
                     total = int(length) if length and length.isdigit() else None
                     _copy_stream(response, download, total, f"{name}{self.suffix}", progress)
+            except urllib.error.HTTPError as error:
+                raise SourceError(f"{url}: HTTP {error.code} {error.reason}") from error
             except (OSError, http.client.HTTPException, ValueError) as error:
                 reason = getattr(error, "reason", None) or error
                 raise SourceError(f"{url}: {reason}") from error
