@@ -345,10 +345,14 @@ def load_mnist(data_dir: Path | None = None, fetch: bool = True) -> MnistData:
     folder = data_dir / "mnist"
     try:
         return read_mnist_dir(folder)
-    except (MnistUnavailableError, DataFormatError) as problem:
+    except MnistUnavailableError as problem:
         if not fetch:
             raise
-        logger.warning("%s; fetching MNIST", problem)
+        logger.info("MNIST is not complete in %s (%s); fetching it", folder, problem)
+    except DataFormatError as problem:
+        if not fetch:
+            raise
+        logger.warning("%s; fetching it again", problem)
     return read_mnist_dir(fetch_mnist(data_dir))
 
 
