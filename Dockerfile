@@ -5,10 +5,11 @@
 #       -v mnist-lab:/data mnist-lab
 #
 # The server binds 0.0.0.0 inside the container, and a non-loopback bind requires a token:
-# pass MNIST_LAB_TOKEN (clients send it to use the API; /healthz stays open).
-# Everything the app writes (runs database, models, MNIST) lives in /data ($MNIST_LAB_HOME);
-# a named volume (-v mnist-lab:/data) keeps it across containers and starts out with the
-# MNIST files from the image. An empty bind mount makes the server fetch MNIST again.
+# pass MNIST_LAB_TOKEN (clients send it to use the API). The HEALTHCHECK below expects
+# /healthz to answer without the token.
+# Everything the app writes (runs database, models) lives in /data ($MNIST_LAB_HOME): mount a
+# volume there to keep runs across containers. MNIST, verified at build time, is read-only in
+# /opt/mnist ($MNIST_DIR), so any volume at /data, even an empty one, works without a download.
 
 # --- build: the wheel, and MNIST verified by SHA-256 --------------------------------------------
 FROM python:3.11-slim AS build
@@ -28,19 +29,20 @@ COPY templates templates
 COPY static static
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip install /wheels/*.whl \
- && mnist-lab fetch-data --data-dir /data --quiet
+ && mnist-lab fetch-data --data-dir /opt/mnist-lab --quiet
 
 # --- run ---------------------------------------------------------------------------------------
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MNIST_LAB_HOME=/data
+    MNIST_LAB_HOME=/data MNIST_DIR=/opt/mnist
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mnistlab
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mnistlab \
+ && mkdir /data && chown mnistlab:mnistlab /data
 COPY --from=build /wheels /tmp/wheels
 RUN pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels
-COPY --from=build --chown=mnistlab:mnistlab /data /data
+COPY --from=build /opt/mnist-lab/mnist /opt/mnist
 
 USER mnistlab
 WORKDIR /home/mnistlab
