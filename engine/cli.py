@@ -33,7 +33,10 @@ def _log_to_stderr(logger_name: str, quiet: bool) -> None:
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LowercaseLevel())
+    handler.set_name("mnist-lab-cli")
     logger = logging.getLogger(logger_name)
+    for old in [h for h in logger.handlers if h.get_name() == "mnist-lab-cli"]:
+        logger.removeHandler(old)  # one handler, on the current stderr, however often main runs
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 

