@@ -51,17 +51,35 @@ def augment_batch(
     if not (has_affine or has_elastic):
         return pixels.reshape(batch, SIDE * SIDE)
 
-    grid_x, grid_y = _output_grid()
-    if has_affine:
-        source_x, source_y = _affine_sources(batch, config, rng)
-    else:
-        source_x = np.broadcast_to(grid_x + _CENTRE, (batch, SIDE, SIDE))
-        source_y = np.broadcast_to(grid_y + _CENTRE, (batch, SIDE, SIDE))
-    if has_elastic:
-        dx, dy = elastic_displacements(batch, config.elastic_alpha, config.elastic_sigma, rng)
-        source_x = source_x + dx
-        source_y = source_y + dy
-    return bilinear_sample(pixels, source_x, source_y).reshape(batch, SIDE * SIDE)
+    affine = random_affine(batch, config, rng) if has_affine else None
+    displacement = (
+        elastic_displacements(batch, config.elastic_alpha, config.elastic_sigma, rng)
+        if has_elastic
+        else None
+    )
+    return warp(pixels, affine, displacement).reshape(batch, SIDE * SIDE)
+
+
+def warp(
+    pixels: np.ndarray,
+    affine: np.ndarray | None = None,
+    displacement: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Resample (B, 28, 28) images: output pixel p reads the source at affine (p - c, 1) + c + d(p).
+
+    `affine` is (B, 2, 3), acting on output coordinates relative to the centre c (None: identity);
+    `displacement` is the (dx, dy) elastic field, each (B, 28, 28) (None: no displacement).
+    """
+    batch = pixels.shape[0]
+    if affine is None:
+        affine = np.broadcast_to(np.eye(2, 3, dtype=np.float32), (batch, 2, 3))
+    sources = affine.astype(np.float32) @ _homogeneous_grid() + np.float32(_CENTRE)
+    source_x = sources[:, 0].reshape(batch, SIDE, SIDE)
+    source_y = sources[:, 1].reshape(batch, SIDE, SIDE)
+    if displacement is not None:
+        source_x = source_x + displacement[0]
+        source_y = source_y + displacement[1]
+    return bilinear_sample(pixels, source_x, source_y)
 
 
 def vary_thickness(pixels: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
@@ -133,51 +151,46 @@ def bilinear_sample(pixels: np.ndarray, source_x: np.ndarray, source_y: np.ndarr
     return top + wy * (bottom - top)
 
 
-def _affine_sources(
-    batch: int,
-    config: AugmentConfig,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Source coordinates A^-1 (p - c - t) + c for random rotation, shear, zoom and shift."""
+def random_affine(batch: int, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """(B, 2, 3) maps [A^-1 | -A^-1 t] from output to source coordinates (both relative to the
+    centre) for a random A = rotation @ shear @ zoom and a random shift t."""
     theta = np.deg2rad(rng.uniform(-config.rotation, config.rotation, batch))
     phi = np.deg2rad(rng.uniform(-config.shear, config.shear, batch))
     zoom = 1.0 + rng.uniform(-config.scale, config.scale, batch)
-    shift = rng.uniform(-config.shift, config.shift, (2, batch))
+    shift = rng.uniform(-config.shift, config.shift, (batch, 2))
+    return inverse_affine(theta, phi, zoom, shift)
 
-    # A = R(theta) @ [[1, tan(phi)], [0, 1]] @ zoom, in (x, y) = (column, row) coordinates.
+
+def inverse_affine(theta: np.ndarray, phi: np.ndarray, zoom: np.ndarray, shift: np.ndarray
+                   ) -> np.ndarray:
+    """[A^-1 | -A^-1 t] for A = R(theta) @ [[1, tan(phi)], [0, 1]] * zoom (angles in radians,
+    (x, y) = (column, row) coordinates, y pointing down) and shift t = (tx, ty), all per sample."""
     cos, sin, tan = np.cos(theta), np.sin(theta), np.tan(phi)
-    a = np.empty((batch, 2, 2))
-    a[:, 0, 0] = cos * zoom
-    a[:, 0, 1] = (cos * tan - sin) * zoom
-    a[:, 1, 0] = sin * zoom
-    a[:, 1, 1] = (sin * tan + cos) * zoom
-    inverse = np.linalg.inv(a)
-    # the whole map as one (B, 2, 3) matrix acting on homogeneous output coordinates (x, y, 1)
-    affine = np.empty((batch, 2, 3), dtype=np.float32)
+    forward = np.empty((len(theta), 2, 2))
+    forward[:, 0, 0] = cos * zoom
+    forward[:, 0, 1] = (cos * tan - sin) * zoom
+    forward[:, 1, 0] = sin * zoom
+    forward[:, 1, 1] = (sin * tan + cos) * zoom
+    inverse = np.linalg.inv(forward)
+    affine = np.empty((len(theta), 2, 3), dtype=np.float32)
     affine[:, :, :2] = inverse
-    affine[:, :, 2] = _CENTRE - np.einsum("bij,jb->bi", inverse, shift)
-    sources = affine @ _homogeneous_grid()
-    return sources[:, 0].reshape(batch, SIDE, SIDE), sources[:, 1].reshape(batch, SIDE, SIDE)
-
-
-@lru_cache(maxsize=1)
-def _output_grid() -> tuple[np.ndarray, np.ndarray]:
-    """Output pixel coordinates relative to the image centre, (28, 28) each."""
-    coordinates = np.arange(SIDE, dtype=np.float32) - np.float32(_CENTRE)
-    grid_y, grid_x = np.meshgrid(coordinates, coordinates, indexing="ij")
-    return grid_x, grid_y
+    affine[:, :, 2] = -np.einsum("bij,bj->bi", inverse, shift)
+    return affine
 
 
 @lru_cache(maxsize=1)
 def _homogeneous_grid() -> np.ndarray:
-    """(3, 784): rows x - c, y - c and 1 for every output pixel."""
-    grid_x, grid_y = _output_grid()
+    """(3, 784): rows x - c, y - c and 1 for every output pixel, row by row."""
+    coordinates = np.arange(SIDE, dtype=np.float32) - np.float32(_CENTRE)
+    grid_y, grid_x = np.meshgrid(coordinates, coordinates, indexing="ij")
     return np.stack([grid_x.ravel(), grid_y.ravel(), np.ones(SIDE * SIDE, dtype=np.float32)])
 
 
 @lru_cache(maxsize=8)
 def _gaussian_matrix(sigma: float) -> np.ndarray:
     """G with (G f)[i] = sum_j g(i - j) f[j], the border handled by reflection (like scipy's)."""
+    if sigma < 0.05:  # narrower than a twentieth of a pixel: no smoothing at all
+        return np.eye(SIDE, dtype=np.float32)
     radius = max(1, int(np.ceil(4 * sigma)))
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)

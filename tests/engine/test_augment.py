@@ -1,0 +1,171 @@
+"""engine.augment: distortions keep digits digits, and do exactly the geometry they claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.augment import (
+    augment_batch,
+    elastic_displacements,
+    inverse_affine,
+    vary_thickness,
+    warp,
+)
+from engine.config import AugmentConfig
+from engine.metrics import normalise
+
+SIMARD_ELASTIC = AugmentConfig(elastic_alpha=34, elastic_sigma=4)
+EVERYTHING = AugmentConfig(shift=2, rotation=15, scale=0.15, shear=15, elastic_alpha=34,
+                           elastic_sigma=4, thickness=0.5)
+
+
+def blobs(batch: int, seed: int = 0) -> np.ndarray:
+    """(batch, 784) uint8 digits-like images: a few bright Gaussian blobs well inside the field."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0:28, 0:28]
+    images = np.zeros((batch, 28, 28))
+    for image in images:
+        for _ in range(3):
+            cy, cx = rng.uniform(9, 19, 2)
+            image += np.exp(-((rows - cy) ** 2 + (columns - cx) ** 2) / (2 * 1.5**2))
+    return (255 * np.clip(images, 0, 1)).astype(np.uint8).reshape(batch, 784)
+
+
+def centre_of_mass(images: np.ndarray) -> np.ndarray:
+    """(B, 2) centre of mass (x, y) of (B, 784) images."""
+    pictures = images.reshape(-1, 28, 28).astype(np.float64)
+    mass = pictures.sum(axis=(1, 2))
+    x = (pictures.sum(axis=1) * np.arange(28)).sum(axis=1) / mass
+    y = (pictures.sum(axis=2) * np.arange(28)).sum(axis=1) / mass
+    return np.stack([x, y], axis=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 40),
+    shift=st.floats(0, 4),
+    rotation=st.floats(0, 30),
+    scale=st.floats(0, 0.3),
+    shear=st.floats(0, 30),
+    alpha=st.floats(0, 40),
+    sigma=st.floats(0, 6),
+    thickness=st.floats(0, 1),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_output_is_a_float32_batch_of_pixels_in_0_1(
+    batch, shift, rotation, scale, shear, alpha, sigma, thickness, seed
+):
+    config = AugmentConfig(shift, rotation, scale, shear, alpha, sigma, thickness)
+    images = blobs(batch, seed % 1000)
+    out = augment_batch(images, config, np.random.default_rng(seed))
+    assert out.shape == (batch, 784)
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all()
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_all_zero_config_is_exactly_normalisation():
+    images = blobs(16)
+    out = augment_batch(images, AugmentConfig(), np.random.default_rng(0))
+    np.testing.assert_array_equal(out, normalise(images))  # what the trainer does without it
+
+
+def test_same_seed_same_distortions_and_another_seed_different():
+    images = blobs(32)
+    first = augment_batch(images, EVERYTHING, np.random.default_rng(7))
+    again = augment_batch(images, EVERYTHING, np.random.default_rng(7))
+    other = augment_batch(images, EVERYTHING, np.random.default_rng(8))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 0.1
+
+
+def test_every_distortion_changes_the_digits():
+    images = blobs(8)
+    plain = images / 255.0
+    for field in ("shift", "rotation", "scale", "shear", "thickness"):
+        config = AugmentConfig(**{field: {"thickness": 1.0}.get(field, 3.0 if field == "shift"
+                                                                  else 0.2 if field == "scale"
+                                                                  else 20.0)})
+        out = augment_batch(images, config, np.random.default_rng(1))
+        assert np.abs(out - plain).max() > 0.05, field
+    out = augment_batch(images, SIMARD_ELASTIC, np.random.default_rng(1))
+    assert np.abs(out - plain).max() > 0.05
+
+
+@given(dx=st.floats(-4, 4), dy=st.floats(-4, 4))
+@settings(max_examples=30, deadline=None)
+def test_a_pure_shift_moves_the_centre_of_mass_by_the_shift(dx, dy):
+    images = blobs(4)
+    affine = inverse_affine(np.zeros(4), np.zeros(4), np.ones(4), np.tile([dx, dy], (4, 1)))
+    moved = warp(images.reshape(4, 28, 28) / 255.0, affine)
+    shift = centre_of_mass(moved.reshape(4, 784)) - centre_of_mass(images)
+    np.testing.assert_allclose(shift, np.tile([dx, dy], (4, 1)), atol=0.02)
+
+
+def test_random_shift_stays_within_its_bound_and_varies():
+    images = np.repeat(blobs(1), 200, axis=0)
+    out = augment_batch(images, AugmentConfig(shift=3), np.random.default_rng(3))
+    shift = centre_of_mass(out) - centre_of_mass(images)
+    assert np.abs(shift).max() <= 3.02
+    assert shift.std(axis=0).min() > 1.0  # uniform on [-3, 3] has std 1.73
+
+
+@pytest.mark.parametrize("degrees", [-30, 10, 45, 90])
+def test_rotation_preserves_mass_and_rotates_the_centre_of_mass(degrees):
+    images = blobs(6, seed=4)
+    theta = np.full(6, np.deg2rad(degrees))
+    turned = warp(images.reshape(6, 28, 28) / 255.0,
+                  inverse_affine(theta, np.zeros(6), np.ones(6), np.zeros((6, 2))))
+    mass_before = images.reshape(6, -1).sum(axis=1) / 255.0
+    mass_after = turned.reshape(6, -1).sum(axis=1)
+    np.testing.assert_allclose(mass_after, mass_before, rtol=0.03)
+    c = 13.5
+    before = centre_of_mass(images) - c
+    rotation = np.array([[np.cos(theta[0]), -np.sin(theta[0])],
+                         [np.sin(theta[0]), np.cos(theta[0])]])
+    np.testing.assert_allclose(centre_of_mass(turned.reshape(6, 784)) - c, before @ rotation.T,
+                               atol=0.15)
+
+
+def test_zoom_scales_the_spread_of_the_ink():
+    images = blobs(6, seed=5)
+    bigger = warp(images.reshape(6, 28, 28) / 255.0,
+                  inverse_affine(np.zeros(6), np.zeros(6), np.full(6, 1.2), np.zeros((6, 2))))
+
+    def spread(pictures):
+        p = pictures.reshape(-1, 28, 28).astype(np.float64)
+        x = np.arange(28) - 13.5
+        return np.sqrt((p.sum(axis=1) * x**2).sum(axis=1) / p.sum(axis=(1, 2)))
+
+    np.testing.assert_allclose(spread(bigger) / spread(images), 1.2, rtol=0.05)
+
+
+def test_elastic_field_is_smooth_and_has_the_expected_strength():
+    dx, dy = elastic_displacements(500, alpha=34, sigma=4, rng=np.random.default_rng(0))
+    assert dx.shape == dy.shape == (500, 28, 28)
+    # uniform noise (variance 1/3) through a unit-sum Gaussian of width sigma has variance
+    # ~ 1 / (3 * 4 * pi * sigma^2) in 2-D; reflection at the border adds a little
+    expected_std = 34 / np.sqrt(3 * 4 * np.pi * 16)
+    assert 0.8 * expected_std < dx.std() < 1.5 * expected_std
+    # neighbouring displacements are nearly equal: a smooth, elastic deformation
+    assert np.abs(np.diff(dx, axis=2)).mean() < 0.15 * dx.std()
+    assert abs(float(np.corrcoef(dx.ravel(), dy.ravel())[0, 1])) < 0.05
+
+
+def test_thickness_thickens_or_thins_only_the_chosen_digits():
+    pictures = blobs(400).reshape(400, 28, 28).astype(np.float32) / 255
+    out = vary_thickness(pictures, 0.5, np.random.default_rng(0))
+    change = (out - pictures).reshape(400, -1).sum(axis=1)
+    changed = np.abs(change) > 1e-6
+    assert 0.4 < changed.mean() < 0.6
+    assert (change > 1e-6).sum() > 60 and (change < -1e-6).sum() > 60  # both directions
+    untouched = vary_thickness(pictures, 0.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(untouched, pictures)
+
+
+def test_rejects_a_batch_that_is_not_28x28_digits():
+    with pytest.raises(ValueError, match="784"):
+        augment_batch(np.zeros((4, 100), np.uint8), EVERYTHING, np.random.default_rng(0))
