@@ -1,0 +1,93 @@
+// A fetch wrapper for the JSON API (docs/API.md). Every failure becomes an ApiError whose message a
+// person can read: the server's `detail`, FastAPI's validation list flattened into sentences, or
+// what went wrong with the connection itself.
+
+export class ApiError extends Error {
+  constructor(message, status = 0, detail = null) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status; // 0 = the server could not be reached
+    this.detail = detail;
+  }
+}
+
+/** Turn an error body's `detail` (a string, or FastAPI's list of {loc, msg}) into one sentence. */
+export function describeDetail(detail) {
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) {
+    return detail
+      .map((item) => {
+        if (typeof item === 'string') return item;
+        const where = (item.loc ?? []).filter((part) => part !== 'body').join('.');
+        return where ? `${where}: ${item.msg}` : item.msg;
+      })
+      .join('; ');
+  }
+  if (detail && typeof detail === 'object') return JSON.stringify(detail);
+  return '';
+}
+
+const STATUS_TEXT = {
+  400: 'The server could not understand the request',
+  401: 'You need to sign in for that',
+  403: 'That is not allowed',
+  404: 'Not found',
+  409: 'That conflicts with the current state',
+  413: 'That is too large for the server',
+  422: 'The server rejected the input',
+  429: 'Too many requests; wait a moment and try again',
+  500: 'The server hit an internal error; its log has the details',
+  503: 'The server is busy or starting up; try again in a moment',
+};
+
+/**
+ * Send a request and return the parsed JSON answer (or null for 204).
+ * `body` is sent as JSON unless it is FormData.
+ */
+export async function request(method, path, body = undefined, { signal } = {}) {
+  const init = { method, headers: { Accept: 'application/json' }, signal };
+  if (body instanceof FormData) {
+    init.body = body;
+  } else if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError('Cannot reach the MNIST Lab server. Check that it is still running, then try again.');
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const fromServer = data ? describeDetail(data.detail) : '';
+    const fallback = STATUS_TEXT[response.status] ?? `The server answered ${response.status}`;
+    throw new ApiError(fromServer || `${fallback}.`, response.status, data?.detail ?? null);
+  }
+  return data;
+}
+
+export const api = {
+  options: () => request('GET', '/api/options'),
+  runs: () => request('GET', '/api/runs'),
+  run: (id) => request('GET', `/api/runs/${id}`),
+  startRun: (config) => request('POST', '/api/runs', config),
+  deleteRun: (id) => request('DELETE', `/api/runs/${id}`),
+  control: (id, action) => request('POST', `/api/runs/${id}/${action}`),
+  metrics: (id, after = null) =>
+    request('GET', `/api/runs/${id}/metrics${after === null ? '' : `?after=${after}`}`),
+  evaluation: (id) => request('GET', `/api/runs/${id}/evaluation`),
+  weights: (id) => request('GET', `/api/runs/${id}/weights`),
+  activeModel: () => request('GET', '/api/active-model'),
+  setActiveModel: (runId) => request('PUT', '/api/active-model', { run_id: runId }),
+  predict: (image, options) => request('POST', '/predict', { image }, options),
+  modelUrl: (id) => `/api/runs/${id}/model`,
+};

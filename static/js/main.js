@@ -1,0 +1,263 @@
+// Wires the dashboard: loads options, runs and the active model, follows one run's live stream,
+// and keeps the history fresh. Widgets live in their own modules and draw from `state`.
+
+import { api } from './api.js';
+import { initDrawing } from './canvas.js';
+import { initControls } from './controls.js';
+import { initEvaluation } from './evaluation.js';
+import { initRuns } from './runs.js';
+import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
+import { RunStream } from './stream.js';
+import { notify, notifyError } from './toast.js';
+import { initTraining } from './training.js';
+
+const $ = (id) => document.getElementById(id);
+const REFRESH_MS = 4000;
+let stream = null;
+let serverReachable = true;
+let refreshing = null;
+
+// ---- the watched run ------------------------------------------------------------------------
+/** Merge a Run the server sent into the state; announce a run that just ended. */
+function applyRun(run) {
+  if (!run) return;
+  const index = state.runs.findIndex((r) => r.id === run.id);
+  if (index >= 0) {
+    const { epochs: _epochs, ...summary } = run;
+    state.runs[index] = { ...state.runs[index], ...summary };
+  }
+  const data = state.watched;
+  if (data?.id === run.id) {
+    const wasActive = isActive(data.run);
+    data.run = { ...data.run, ...run };
+    emit('watched');
+    if (wasActive && !isActive(data.run)) onRunEnded(data.run);
+  }
+  emit('runs');
+}
+
+function onRunEnded(run) {
+  emit('run-finished', run);
+  if (run.status === 'failed') {
+    notify(run.reason || 'The run failed without a reason; the server log has details.', {
+      kind: 'error',
+      title: `Run #${run.id} failed`,
+    });
+  } else if (run.status === 'completed') {
+    const accuracy = Number.isFinite(run.best_val_accuracy)
+      ? ` Best validation accuracy ${(run.best_val_accuracy * 100).toFixed(2)}%.` : '';
+    notify(`Run #${run.id} completed.${accuracy}`, { kind: 'success' });
+  }
+  refreshActiveModel();
+  refreshRuns();
+}
+
+const streamHandlers = {
+  lastStep: () => (state.watched ? lastStep(state.watched) : -1),
+  runFinished: () => !isActive(state.watched?.run),
+  onSnapshot(message) {
+    const data = state.watched;
+    if (!data) return;
+    appendPoints(data, message.iterations ?? []);
+    data.epochs = [];
+    for (const epoch of message.epochs ?? []) putEpoch(data, epoch);
+    emit('metrics');
+    if (message.run) applyRun(message.run);
+  },
+  onPoints(points, message) {
+    const data = state.watched;
+    if (!data) return;
+    appendPoints(data, points);
+    const last = points[points.length - 1];
+    data.live = {
+      epoch: last.epoch,
+      samples_per_second: message?.samples_per_second ?? data.live?.samples_per_second,
+      learning_rate: message?.learning_rate ?? data.live?.learning_rate,
+    };
+    emit('metrics');
+  },
+  onEpoch(epoch) {
+    const data = state.watched;
+    if (!data) return;
+    putEpoch(data, epoch);
+    const best = Math.max(data.run.best_val_accuracy ?? 0, epoch.val_accuracy ?? 0);
+    data.run = { ...data.run, has_model: true, best_val_accuracy: best };
+    emit('metrics');
+    emit('watched');
+    refreshActiveModel();
+  },
+  onStatus(message) {
+    const data = state.watched;
+    if (!data) return;
+    applyRun(message.run ?? { ...data.run, status: message.status, reason: message.reason });
+    refreshRuns();
+  },
+  onConnection(connection, retryAt) {
+    state.connection = { state: connection, retryAt };
+    renderConnection();
+  },
+  onError(message) {
+    notify(message, { kind: 'error' });
+  },
+};
+
+/** Follow a run: its curves come from the snapshot, then live messages. */
+async function watchRun(id, { follow = true, run = null } = {}) {
+  state.followLatest = follow;
+  if (state.watched?.id === id && stream) {
+    if (run) applyRun(run);
+    return;
+  }
+  stream?.close();
+  stream = null;
+  let initial = run ?? state.runs.find((r) => r.id === id);
+  if (!initial) {
+    try {
+      initial = await api.run(id);
+    } catch (error) {
+      notifyError(error, `Could not open run #${id}`);
+      return;
+    }
+  }
+  state.watched = newRunData(initial);
+  emit('watched');
+  emit('metrics');
+  stream = new RunStream(id, streamHandlers).start();
+}
+
+function unwatch() {
+  stream?.close();
+  stream = null;
+  state.watched = null;
+  state.connection = { state: 'idle', retryAt: null };
+  emit('watched');
+  emit('metrics');
+  renderConnection();
+}
+
+/** With nothing live on screen, follow the run that is training (also one started elsewhere). */
+function followLatest() {
+  const watched = state.watched?.run;
+  if (!state.followLatest && watched) return;
+  if (watched && isActive(watched) && state.runs.some((r) => r.id === watched.id)) return;
+  const next = state.runs.find((r) => r.status === 'running')
+    ?? state.runs.find(isActive)
+    ?? (watched && state.runs.some((r) => r.id === watched.id) ? null : state.runs[0]);
+  if (next && next.id !== state.watched?.id) watchRun(next.id, { follow: true, run: next });
+  else if (!next && watched && !state.runs.some((r) => r.id === watched.id)) unwatch();
+}
+
+// ---- server state ---------------------------------------------------------------------------
+async function refreshRuns() {
+  if (refreshing) return refreshing;
+  refreshing = (async () => {
+    try {
+      const answer = await api.runs();
+      state.runs = answer.runs ?? [];
+      if (!serverReachable) {
+        serverReachable = true;
+        notify('The server is reachable again.', { kind: 'success' });
+      }
+      if ((answer.active_model_run_id ?? null) !== state.activeModel.run_id) refreshActiveModel();
+      // A finished run's summary in the list is fresher than ours (e.g. test accuracy).
+      const listed = state.runs.find((r) => r.id === state.watched?.id);
+      if (listed && state.watched && !isActive(listed) && listed.status !== state.watched.run.status) {
+        applyRun(listed);
+      }
+      emit('runs');
+      followLatest();
+    } catch (error) {
+      if (serverReachable) {
+        serverReachable = false;
+        notifyError(error, 'Lost contact with the server');
+      }
+    } finally {
+      refreshing = null;
+      renderConnection();
+    }
+  })();
+  return refreshing;
+}
+
+async function refreshActiveModel() {
+  try {
+    state.activeModel = await api.activeModel();
+    emit('active-model');
+  } catch (error) {
+    if (serverReachable) notifyError(error, 'Could not ask which model serves predictions');
+  }
+}
+
+async function loadOptions() {
+  try {
+    state.options = await api.options();
+    emit('options', state.options);
+  } catch (error) {
+    notifyError(error, 'Could not load the run options');
+    setTimeout(loadOptions, 5000);
+  }
+}
+
+// ---- header pills ---------------------------------------------------------------------------
+function renderConnection() {
+  const pill = $('connection');
+  const text = $('connection-text');
+  const { state: connection, retryAt } = state.connection;
+  let shown = connection;
+  let label;
+  if (!serverReachable && connection !== 'reconnecting') {
+    shown = 'reconnecting';
+    label = 'Server unreachable — retrying';
+  } else if (connection === 'reconnecting') {
+    const seconds = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
+    label = seconds > 0 ? `Disconnected — reconnecting in ${seconds}s` : 'Disconnected — reconnecting…';
+  } else if (connection === 'connecting') {
+    label = 'Connecting…';
+  } else if (connection === 'live') {
+    label = isActive(state.watched?.run) ? 'Live' : 'Connected';
+  } else {
+    label = state.watched ? 'Up to date' : 'Ready';
+  }
+  pill.dataset.state = shown;
+  if (text.textContent !== label) text.textContent = label;
+}
+
+function renderModelPill() {
+  const runId = state.activeModel.run_id;
+  $('model-pill').dataset.state = runId == null ? 'none' : 'ready';
+  $('model-pill-text').textContent = runId == null ? 'No model yet' : `Model: run #${runId}`;
+}
+
+// ---- start ----------------------------------------------------------------------------------
+function start() {
+  initTraining();
+  initControls({ watchRun, applyRun });
+  initDrawing();
+  initRuns({ watchRun, refreshRuns, refreshActiveModel });
+  initEvaluation();
+
+  on('active-model', renderModelPill);
+  on('watched', renderConnection);
+  on('runs-changed', refreshRuns);
+  on('run-deleted', (runId) => {
+    if (state.watched?.id === runId) {
+      unwatch();
+      state.followLatest = true;
+    }
+  });
+
+  loadOptions();
+  refreshActiveModel();
+  refreshRuns();
+  setInterval(() => {
+    if (document.visibilityState === 'visible') refreshRuns();
+  }, REFRESH_MS);
+  setInterval(() => {
+    if (state.connection.state === 'reconnecting') renderConnection();
+  }, 1000);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') refreshRuns();
+  });
+}
+
+start();

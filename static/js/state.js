@@ -1,0 +1,71 @@
+// The one place the page keeps what it knows. Modules read `state`, change it through the
+// functions below or directly, and call `emit(topic)`; widgets redraw from `state` on the topics
+// they listen to. Nothing else holds data about runs.
+
+export const state = {
+  options: null, // GET /api/options
+  runs: [], // GET /api/runs, newest first, without epochs
+  activeModel: { run_id: null, chosen_by: null },
+  watched: null, // RunData of the run whose live stream the page follows
+  compared: new Map(), // run id -> RunData overlaid on the charts
+  followLatest: true, // switch to a newly started run (also one started in another tab)
+  connection: { state: 'idle', retryAt: null }, // idle | connecting | live | reconnecting
+  chart: { smoothing: 0.6, logScale: false },
+};
+
+export const ACTIVE_STATUSES = new Set(['queued', 'running', 'paused']);
+export const isActive = (run) => Boolean(run) && ACTIVE_STATUSES.has(run.status);
+
+/**
+ * Everything the charts need about one run. `steps` and `losses` are parallel arrays in step
+ * order without gaps or repeats; `epochs` is indexed by epoch - 1.
+ */
+export function newRunData(run) {
+  return { id: run.id, run, steps: [], losses: [], epochs: [], live: null, smoothed: null };
+}
+
+export const lastStep = (data) => (data.steps.length ? data.steps[data.steps.length - 1] : -1);
+
+/** Append iteration points, ignoring any step the run data already has. */
+export function appendPoints(data, points) {
+  let last = lastStep(data);
+  for (const point of points) {
+    if (point.step <= last) continue;
+    data.steps.push(point.step);
+    data.losses.push(point.loss);
+    last = point.step;
+  }
+}
+
+/** Replace or add one epoch record (epochs count from 1). */
+export function putEpoch(data, epoch) {
+  const record = {
+    epoch: epoch.epoch,
+    train_loss: epoch.train_loss,
+    train_accuracy: epoch.train_accuracy,
+    val_loss: epoch.val_loss,
+    val_accuracy: epoch.val_accuracy,
+    duration_s: epoch.duration_s,
+    learning_rate: epoch.learning_rate,
+  };
+  data.epochs[epoch.epoch - 1] = record;
+}
+
+const listeners = new Map();
+
+/** Call `handler(detail)` whenever `topic` is emitted. Returns a function that unsubscribes. */
+export function on(topic, handler) {
+  if (!listeners.has(topic)) listeners.set(topic, new Set());
+  listeners.get(topic).add(handler);
+  return () => listeners.get(topic).delete(handler);
+}
+
+export function emit(topic, detail) {
+  for (const handler of listeners.get(topic) ?? []) {
+    try {
+      handler(detail);
+    } catch (error) {
+      console.error(`listener for "${topic}" failed`, error);
+    }
+  }
+}
