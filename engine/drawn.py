@@ -53,7 +53,7 @@ def drawn_digits(data, n_mnist: int = DEFAULT_MNIST_COUNT, seed: int = 0, fonts:
     chosen = rng.choice(len(test_images), size=min(n_mnist, len(test_images)), replace=False)
     for i, index in enumerate(chosen):
         look = LOOKS[i % len(LOOKS)]
-        ink = _mnist_stroke(test_images[index])
+        ink = mnist_stroke(test_images[index])
         yield DrawnDigit(render(place(ink, rng), look), int(test_labels[index]), "mnist", look,
                          f"mnist-test[{index}]")
     if fonts:
@@ -98,7 +98,7 @@ def evaluate_drawn(predict_proba: Callable[[np.ndarray], np.ndarray], data,
 
 
 # --- making the pictures ------------------------------------------------------------------------
-def _mnist_stroke(digit: np.ndarray) -> np.ndarray:
+def mnist_stroke(digit: np.ndarray) -> np.ndarray:
     """An MNIST digit cropped to its ink, blown up 10x, its grey edges sharpened like a pen's."""
     rows = np.flatnonzero(digit.any(axis=1))
     columns = np.flatnonzero(digit.any(axis=0))
