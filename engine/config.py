@@ -87,9 +87,12 @@ class TrainConfig:
         """Build a config from a preset name plus overrides, validating every field."""
         from engine.presets import preset_config  # presets are defined in terms of this class
 
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(
+                f"a config must be a JSON object like {{\"preset\": \"default\"}}, "
+                f"got {type(data).__name__}"
+            )
         data = dict(data or {})
-        if not isinstance(data, dict):
-            raise ConfigError("a config must be a JSON object")
         preset = data.pop("preset", None)
         base = preset_config(preset if preset is not None else "default")
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})

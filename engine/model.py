@@ -115,6 +115,8 @@ class Sequential:
                 raise ModelError(
                     f"{key} has shape {array.shape}, the config needs {expected[key].shape}"
                 )
+            if array.dtype.kind != "f":
+                raise ModelError(f"{key} has dtype {array.dtype}; weights must be floating-point numbers")
             if not np.all(np.isfinite(array)):
                 raise ModelError(f"{key} contains NaN or infinite values")
         for i, layer in enumerate(self.layers):
@@ -193,6 +195,8 @@ def load_model(source: str | os.PathLike | Any) -> tuple[Sequential, dict[str, A
         raise ModelError(f"model file lacks {error.args[0]}; was it saved by MNIST Lab?") from None
     except (json.JSONDecodeError, ConfigError) as error:
         raise ModelError(f"model file has an invalid config: {error}") from error
+    if not isinstance(metadata, dict):
+        raise ModelError(f"model file's metadata must be a JSON object, got {type(metadata).__name__}")
     model = build_model(config)
     model.load_state(arrays)
     return model, metadata

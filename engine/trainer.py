@@ -32,6 +32,11 @@ from engine.model import Sequential, build_model
 from engine.optimizers import make_optimizer
 from engine.schedules import learning_rate
 
+# An untrained network scores ln 10 ≈ 2.3. A mean cross-entropy above 100 means the right digit gets
+# probability below e^-100 on average: the weights have blown up. With the fused, stable loss this
+# stays finite (dead ReLUs keep it so), hence a bound and not only a NaN check.
+DIVERGED_LOSS = 100.0
+
 
 class Trainer:
     """Trains `model` on `data` (anything with uint8 `train_images`, `train_labels`, `test_images`,
@@ -128,10 +133,10 @@ class Trainer:
 
             logits = self.model.forward(x, training=True)
             loss = self.loss.forward(logits, y)
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or loss > DIVERGED_LOSS:
                 hint = config.learning_rate / 10
                 return "failed", (
-                    f"diverged: the loss became {loss} at step {self.step} (epoch {epoch}) with "
+                    f"diverged: the loss became {loss:g} at step {self.step} (epoch {epoch}) with "
                     f"learning rate {lr:g}; lower the learning rate (try {hint:g})"
                 )
             self.model.backward(self.loss.backward())
