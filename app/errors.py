@@ -1,0 +1,74 @@
+"""How failures become answers: every error is `{"detail": "<a sentence>"}` with a 4xx status,
+validation errors add the structured `errors` list, and nothing a client sends causes a 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from app.predictor import InputError, NoModel
+from app.responses import CleanJSONResponse
+from app.runs import Conflict, RunNotFound
+from engine.config import ConfigError
+
+logger = logging.getLogger("app.errors")
+
+
+def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """FastAPI's validation errors → one readable sentence and a JSON-safe list."""
+    sentences, cleaned = [], []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        kind = error.get("type", "")
+        message = error.get("msg", "invalid value")
+        if kind == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "")
+            sentences.append(f"the request body is not valid JSON ({reason}); send a JSON object"
+                             if reason else "the request body is not valid JSON; send a JSON object")
+        elif kind == "missing" and not location:
+            sentences.append("the request needs a JSON body; send a JSON object")
+        elif kind == "extra_forbidden":
+            sentences.append(f"{'.'.join(location)} is not a known field")
+        else:
+            where = ".".join(location) or "the request body"
+            sentences.append(f"{where}: {message[0].lower() + message[1:] if message else message}")
+        cleaned.append({"loc": list(error.get("loc", ())), "msg": message, "type": kind})
+    return "; ".join(sentences), cleaned
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation(request: Request, error: RequestValidationError):
+        detail, errors = describe_validation(list(error.errors()))
+        return CleanJSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+        if error.status_code == 404 and detail == "Not Found":
+            detail = f"there is no {request.url.path}; the API is described at /docs"
+        elif error.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        return CleanJSONResponse(status_code=error.status_code, content={"detail": detail},
+                                 headers=getattr(error, "headers", None))
+
+    def plain(status: int):
+        async def handler(request: Request, error: Exception):
+            return CleanJSONResponse(status_code=status, content={"detail": str(error)})
+        return handler
+
+    app.add_exception_handler(RunNotFound, plain(404))
+    app.add_exception_handler(Conflict, plain(409))
+    app.add_exception_handler(NoModel, plain(409))
+    app.add_exception_handler(ConfigError, plain(422))
+    app.add_exception_handler(InputError, plain(422))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return CleanJSONResponse(status_code=500, content={
+            "detail": "the server hit an internal error; its log has the details"})

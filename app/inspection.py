@@ -1,0 +1,88 @@
+"""What the dashboard shows about a trained model: its evaluation on the test set and the
+first layer's weights as images. Computed from the saved model file, cached by its version."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from app.predictor import ModelCache
+from engine.metrics import confusion_matrix, evaluate, per_class_accuracy
+from engine.model import Sequential
+
+MAX_WEIGHT_IMAGES = 64
+
+
+def evaluation(model: Sequential, images: np.ndarray, labels: np.ndarray,
+               misclassified: int) -> dict[str, Any]:
+    """Accuracy, confusion matrix (rows = true digit), per-class accuracy, and the misclassified
+    test digits the model was most confident about."""
+    result = evaluate(model, images, labels)
+    matrix = confusion_matrix(labels, result.predictions)
+    wrong = np.flatnonzero(result.predictions != labels)
+    worst = wrong[np.argsort(-result.confidence[wrong], kind="stable")][:misclassified]
+    return {
+        "accuracy": result.accuracy,
+        "samples": int(len(labels)),
+        "confusion_matrix": matrix.tolist(),
+        "per_class_accuracy": per_class_accuracy(matrix).tolist(),
+        "misclassified": [
+            {"index": int(i), "true": int(labels[i]), "predicted": int(result.predictions[i]),
+             "confidence": float(result.confidence[i]), "pixels": images[i].tolist()}
+            for i in worst
+        ],
+    }
+
+
+def first_layer_images(model: Sequential, limit: int = MAX_WEIGHT_IMAGES) -> dict[str, Any]:
+    """The first Dense layer's incoming weights per unit, as 784 values in -1..1 (each unit
+    scaled by its largest absolute weight): what each hidden unit looks for."""
+    weights = model.dense_layers[0].W.value  # (784, units)
+    units = weights.shape[1]
+    shown = weights[:, :limit].T.astype(np.float64)
+    scale = np.abs(shown).max(axis=1, keepdims=True)
+    shown = np.divide(shown, scale, out=np.zeros_like(shown), where=scale > 0)
+    return {"units": int(units), "images": np.round(shown, 4).tolist()}
+
+
+class Inspector:
+    """Evaluations and weight images by run, recomputed only when the model file changes."""
+
+    def __init__(self, models: ModelCache, load_test_set, misclassified: int):
+        self.models = models
+        self._load_test_set = load_test_set  # () -> (images uint8 (N, 784), labels (N,))
+        self._test_set: tuple[np.ndarray, np.ndarray] | None = None
+        self.misclassified = misclassified
+        self._cache: dict[tuple[str, int], tuple[Sequential, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def evaluation(self, run_id: int) -> dict[str, Any] | None:
+        return self._cached("evaluation", run_id, lambda model: evaluation(
+            model, *self.test_set(), self.misclassified))
+
+    def weights(self, run_id: int) -> dict[str, Any] | None:
+        return self._cached("weights", run_id, first_layer_images)
+
+    def test_set(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._test_set is None:
+                self._test_set = self._load_test_set()
+            return self._test_set
+
+    def _cached(self, kind: str, run_id: int, compute) -> dict[str, Any] | None:
+        loaded = self.models.get(run_id)
+        if loaded is None:
+            return None
+        model, _ = loaded
+        cached = self._cache.get((kind, run_id))
+        if cached is not None and cached[0] is model:  # the same loaded file
+            return cached[1]
+        value = compute(model)
+        self._cache[(kind, run_id)] = (model, value)
+        return value
+
+    def forget(self, run_id: int) -> None:
+        for kind in ("evaluation", "weights"):
+            self._cache.pop((kind, run_id), None)

@@ -1,0 +1,75 @@
+"""The app factory: `create_app(settings)` wires the store, the executor, the run service, the
+prediction service and the routes, and owns their lifecycle (the lifespan starts and stops them)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+import engine
+from app import errors, limits, security
+from app.dataset import load_data
+from app.executor import Executor, LocalProcessExecutor
+from app.inspection import Inspector
+from app.middleware import BodySizeLimit
+from app.predictor import ModelCache, PredictionService
+from app.responses import CleanJSONResponse
+from app.routes import pages, predict, runs, stream
+from app.runs import RunManager
+from app.settings import Settings
+from app.store import Store
+
+logger = logging.getLogger("app")
+
+
+def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.database_path)
+        manager = RunManager(settings, store,
+                             executor or LocalProcessExecutor(settings.stop_timeout_s))
+        models = ModelCache(settings.model_path)
+        app.state.settings = settings
+        app.state.store = store
+        app.state.runs = manager
+        app.state.predictions = PredictionService(models, settings.max_predict_batch,
+                                                  settings.max_image_side, settings.max_image_pixels)
+        app.state.inspector = Inspector(models, lambda: _test_set(settings),
+                                        settings.evaluation_misclassified)
+        await manager.start()
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+            store.close()
+
+    app = FastAPI(
+        title="MNIST Lab",
+        version=engine.__version__,
+        description="Train a from-scratch NumPy MLP on MNIST and watch it learn. "
+                    "The contract in prose: docs/API.md.",
+        lifespan=lifespan,
+        default_response_class=CleanJSONResponse,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(runs.router)
+    app.include_router(predict.router)
+    app.include_router(stream.router)
+    app.include_router(pages.router)
+    static = pages.asset_dir("static")
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    limits.install(app, settings)  # WebSocket client limits
+    security.install(app, settings)  # outermost: Host, rate limit, Origin, token (refuses exposure)
+    return app
+
+
+def _test_set(settings: Settings):
+    data = load_data(settings.data_dir, None, settings.test_subset)
+    return data.test_images.copy(), data.test_labels.copy()

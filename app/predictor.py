@@ -1,0 +1,226 @@
+"""Predictions: turn what a client sent (pixels or a picture) into the model's 28x28 input, then
+into probabilities, with the saved model of a run (cached until its file changes).
+
+Everything here is synchronous NumPy/Pillow work: the routes call it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import re
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from engine.model import ModelError, Sequential, load_model
+
+N_PIXELS = 28 * 28
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+WORKING_SIDE = 1024  # larger pictures are shrunk to this first: the digit ends up 20 px anyway
+_DATA_URL = re.compile(r"^data:([\w/+.-]*)(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
+class InputError(ValueError):
+    """Input that cannot be predicted on (HTTP 422); the message says what to send instead."""
+
+
+class ModelCache:
+    """Loaded models by run id, reloaded when the file's mtime or size changes (a new epoch)."""
+
+    def __init__(self, model_path):
+        self._model_path = model_path
+        self._models: dict[int, tuple[tuple[int, int], Sequential, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run_id: int) -> tuple[Sequential, dict[str, Any]] | None:
+        path: Path = self._model_path(run_id)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self._models.pop(run_id, None)
+            return None
+        version = (stat.st_mtime_ns, stat.st_size)
+        cached = self._models.get(run_id)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        with self._lock:
+            cached = self._models.get(run_id)
+            if cached is not None and cached[0] == version:
+                return cached[1], cached[2]
+            try:
+                model, metadata = load_model(path)
+            except (ModelError, FileNotFoundError):
+                return None
+            self._models[run_id] = (version, model, metadata)
+            return model, metadata
+
+    def forget(self, run_id: int) -> None:
+        self._models.pop(run_id, None)
+
+
+def probabilities(model: Sequential, inputs: np.ndarray) -> np.ndarray:
+    return model.predict_proba(inputs).astype(np.float64)
+
+
+# --- pixels ------------------------------------------------------------------------------------------
+def parse_pixels(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
+    """`{"pixels": ...}` → ((N, 784) float32 in 0..1, whether it was a batch)."""
+    if not isinstance(value, list) or not value:
+        raise InputError(
+            f"pixels must be a list of {N_PIXELS} numbers in 0..1 (a 28x28 image, row-major, "
+            f"white ink on black) or a list of such lists; got {_kind(value)}"
+        )
+    batch = isinstance(value[0], list)
+    rows = value if batch else [value]
+    if batch and len(rows) > max_batch:
+        raise InputError(f"a batch may hold at most {max_batch} images, got {len(rows)}; "
+                         "split it into smaller requests")
+    for index, row in enumerate(rows):
+        where = f"pixels[{index}]" if batch else "pixels"
+        if not isinstance(row, list):
+            raise InputError(f"{where} must be a list of {N_PIXELS} numbers, got {_kind(row)}")
+        if len(row) != N_PIXELS:
+            raise InputError(f"{where} has {len(row)} values; expected {N_PIXELS} "
+                             "(28x28, row-major)")
+        if not all(type(item) is float or type(item) is int for item in row):
+            bad = next(item for item in row if type(item) not in (float, int))
+            raise InputError(f"{where} must hold only numbers in 0..1, found {bad!r}")
+    try:
+        array = np.array(rows, dtype=np.float64)
+    except OverflowError:
+        raise InputError("pixels contain a number too large to represent; values must be in 0..1") from None
+    if not np.isfinite(array).all():
+        raise InputError("pixels contain NaN or infinity; every value must be a number in 0..1")
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        hint = " (it looks like 0..255: divide by 255)" if high > 1.0 and high <= 255 else ""
+        raise InputError(f"pixel values must be in 0..1, got values from {low:g} to {high:g}{hint}")
+    return array.astype(np.float32), batch
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+# --- pictures -------------------------------------------------------------------------------------
+def decode_base64_image(text: Any) -> bytes:
+    if not isinstance(text, str) or not text.strip():
+        raise InputError('image must be a data URL ("data:image/png;base64,...") or the base64 '
+                         f"of a PNG or JPEG file; got {_kind(text)}")
+    text = text.strip()
+    match = _DATA_URL.match(text)
+    if match:
+        text = text[match.end():]
+    elif text.startswith("data:"):
+        raise InputError("image is a data URL without base64 data; send "
+                         '"data:image/png;base64,<data>" (canvas.toDataURL() makes one)')
+    text = re.sub(r"\s+", "", text)
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("image is not valid base64; send a data URL from canvas.toDataURL() "
+                         "or the base64 of a PNG or JPEG file") from None
+
+
+def decode_image(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
+    """PNG/JPEG/... bytes → (H, W) grey or (H, W, 4) RGBA uint8, refusing decompression bombs:
+    the size in the header is checked before a single pixel is decoded."""
+    if not data:
+        raise InputError("the image is empty (0 bytes); send a PNG or JPEG file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            width, height = image.size
+            if width < 1 or height < 1:
+                raise InputError(f"the image is {width}x{height} pixels: empty")
+            if max(width, height) > max_side or width * height > max_pixels:
+                raise InputError(
+                    f"the image is {width}x{height} pixels; at most {max_side} pixels a side and "
+                    f"{max_pixels:,} pixels in all are accepted: scale it down and try again"
+                )
+            image = ImageOps.exif_transpose(image)
+            has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+                image.mode == "P" and "transparency" in image.info)
+            image = image.convert("RGBA" if has_alpha else "L")
+            if max(image.size) > WORKING_SIDE:
+                image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
+            return np.asarray(image)
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError("the image declares too many pixels to decode safely; scale it down") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise InputError(
+            f"the image cannot be decoded ({error}); send a PNG or JPEG file "
+            f"({', '.join(IMAGE_FORMATS)} are accepted)"
+        ) from None
+
+
+def image_to_input(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
+    """A picture of a digit → the (784,) float32 MNIST-style input the model sees."""
+    from engine.preprocess import EmptyImageError, to_mnist
+
+    pixels = decode_image(data, max_side, max_pixels)
+    try:
+        return to_mnist(pixels)
+    except EmptyImageError as error:
+        raise InputError(f"nothing is drawn: {error}") from None
+
+
+# --- answers ---------------------------------------------------------------------------------------
+def prediction(probs: np.ndarray, run_id: int, inputs: np.ndarray | None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"digit": int(probs.argmax()),
+                              "probabilities": [_finite(p) for p in probs.tolist()],
+                              "run_id": run_id}
+    if inputs is not None:
+        answer["input"] = np.round(inputs.astype(np.float64), 4).tolist()
+    return answer
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+class PredictionService:
+    """What /predict does once the model is chosen: runs in a worker thread."""
+
+    def __init__(self, models: ModelCache, max_batch: int, max_image_side: int, max_image_pixels: int):
+        self.models = models
+        self.max_batch = max_batch
+        self.max_image_side = max_image_side
+        self.max_image_pixels = max_image_pixels
+
+    def from_pixels(self, run_id: int, value: Any) -> dict[str, Any]:
+        inputs, batch = parse_pixels(value, self.max_batch)
+        probs = probabilities(self._model(run_id), inputs)
+        if batch:
+            return {"predictions": [prediction(p, run_id, None) for p in probs], "run_id": run_id}
+        return prediction(probs[0], run_id, inputs[0])
+
+    def from_image(self, run_id: int, data: bytes) -> dict[str, Any]:
+        inputs = image_to_input(data, self.max_image_side, self.max_image_pixels)
+        probs = probabilities(self._model(run_id), inputs[None, :])
+        return prediction(probs[0], run_id, inputs)
+
+    def _model(self, run_id: int) -> Sequential:
+        loaded = self.models.get(run_id)
+        if loaded is None:
+            raise NoModel(f"run {run_id} has no saved model (it may have just been deleted); "
+                          "pick another run or train one")
+        return loaded[0]
+
+
+class NoModel(LookupError):
+    """There is no model to predict with (HTTP 409)."""

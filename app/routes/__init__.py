@@ -1,0 +1,1 @@
+"""One router per resource: runs, prediction, the live stream, and the page."""

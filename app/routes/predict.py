@@ -1,0 +1,111 @@
+"""POST /predict: pixels, a picture (data URL / base64), or an uploaded file → a digit."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app import schemas
+from app.deps import get_predictions, get_runs
+from app.predictor import InputError, NoModel, PredictionService
+from app.responses import CleanJSONResponse
+from app.runs import RunManager
+
+router = APIRouter()
+
+
+@router.post("/predict", response_model=schemas.Prediction | schemas.BatchPrediction, tags=["predict"],
+             openapi_extra={"requestBody": schemas.PREDICT_BODY},
+             responses={409: {"model": schemas.Error}, 413: {"model": schemas.Error},
+                        422: {"model": schemas.Error}})
+async def predict(request: Request, runs: Annotated[RunManager, Depends(get_runs)],
+                  service: Annotated[PredictionService, Depends(get_predictions)]):
+    """Predict with a run's model (`run_id`) or the active model. During training the run's
+    latest epoch is used. Send JSON `{"pixels": [...]}` or `{"image": "data:image/png;base64,..."}`,
+    or a multipart upload with the field `file`."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        data, run_id = await _read_upload(request)
+        return await _answer(runs, run_id, service.from_image, data)
+    body = await request.body()
+    payload = _parse_json(body)
+    run_id = _run_id(payload.get("run_id"))
+    if "pixels" in payload and "image" in payload:
+        raise InputError("send either pixels or image, not both")
+    if "pixels" in payload:
+        return await _answer(runs, run_id, service.from_pixels, payload["pixels"])
+    if "image" in payload:
+        from app.predictor import decode_base64_image
+
+        return await _answer(runs, run_id, service.from_image, decode_base64_image(payload["image"]))
+    raise InputError('send {"pixels": [784 numbers in 0..1]}, {"image": "<data URL>"} or a '
+                     "multipart upload with the field `file`")
+
+
+async def _answer(runs: RunManager, run_id: int | None, predict, value: Any):
+    chosen = _model_run(runs, run_id)
+    answer = await run_in_threadpool(predict, chosen, value)
+    return CleanJSONResponse(answer)
+
+
+def _model_run(runs: RunManager, run_id: int | None) -> int:
+    if run_id is not None:
+        row = runs.row(run_id)  # 404 if unknown
+        if not row["has_model"]:
+            raise NoModel(f"run {run_id} has no model yet (status {row['status']}); a model is "
+                          "saved when its first epoch finishes")
+        return run_id
+    active, _ = runs.active_model()
+    if active is None:
+        raise NoModel("there is no trained model yet: start a run and wait for its first epoch "
+                      "to finish, then try again")
+    return active
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise InputError('the request body is empty; send {"pixels": [...]} or {"image": "..."}')
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"the request body is not valid JSON ({error}); send a JSON object "
+                         'like {"pixels": [...]}') from None
+    if not isinstance(payload, dict):
+        raise InputError(f'the request body must be a JSON object like {{"pixels": [...]}}, '
+                         f"got {type(payload).__name__}")
+    unknown = sorted(set(payload) - {"pixels", "image", "run_id"})
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(unknown)}; known: pixels, image, run_id")
+    return payload
+
+
+def _run_id(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"run_id must be a run's id (a positive integer), got {value!r}")
+    return value
+
+
+async def _read_upload(request: Request) -> tuple[bytes, int | None]:
+    settings = request.app.state.settings
+    try:
+        form = await request.form(max_files=1, max_fields=8, max_part_size=settings.max_body_bytes)
+    except Exception as error:  # noqa: BLE001 - malformed multipart → 422, not 500
+        if type(error).__name__ == "BodyTooLarge":
+            raise
+        raise InputError(f"the multipart upload cannot be read ({error}); send the image in a "
+                         "field named `file`") from None
+    async with form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InputError("a multipart upload needs the image in a file field named `file`")
+        data = await upload.read()
+        run_id = form.get("run_id")
+        return data, _run_id(run_id if isinstance(run_id, str) and run_id else None)

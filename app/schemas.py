@@ -1,0 +1,195 @@
+"""The API's shapes as Pydantic models: the request bodies it validates and the answers it
+documents in OpenAPI (/docs). docs/API.md is the prose version of the same contract."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["queued", "running", "paused", "stopped", "completed", "failed", "interrupted"]
+
+
+class Augmentation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shift: float | None = Field(None, description="max translation in pixels (0..10)")
+    rotation: float | None = Field(None, description="max rotation in degrees (0..90)")
+    scale: float | None = Field(None, description="max relative zoom (0..0.9)")
+    shear: float | None = Field(None, description="max shear in degrees (0..60)")
+    elastic_alpha: float | None = Field(None, description="elastic distortion strength (0..100)")
+    elastic_sigma: float | None = Field(None, description="elastic distortion smoothness (0..20)")
+    thickness: float | None = Field(None, description="probability of thinning/thickening strokes")
+
+
+class RunConfig(BaseModel):
+    """A run config: every field optional over the preset (default preset: `default`).
+    Validated by the engine's TrainConfig, whose message comes back as a 422 detail."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"preset": "default", "epochs": 3},
+        {"hidden_layers": [256, 128], "activation": "relu", "optimizer": "adam",
+         "learning_rate": 0.001, "batch_size": 64, "epochs": 5, "dropout": 0.2, "seed": 1},
+    ]})
+
+    preset: str | None = Field(None, description="starting point; GET /api/options lists them")
+    hidden_layers: list[int] | None = Field(None, description="hidden layer sizes, e.g. [256, 128]")
+    activation: str | None = None
+    init: str | None = None
+    batch_norm: bool | None = None
+    dropout: float | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    lr_schedule: str | None = None
+    lr_decay: float | None = None
+    warmup_epochs: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    augmentation: Augmentation | None = None
+
+
+class Epoch(BaseModel):
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    duration_s: float
+    learning_rate: float
+
+
+class Progress(BaseModel):
+    epoch: int = Field(description="the epoch of the latest step (0 before the first)")
+    epochs: int
+    step: int = Field(description="steps done so far")
+    steps_per_epoch: int
+    steps_total: int
+    samples_per_second: float | None
+    eta_s: float | None
+
+
+class Run(BaseModel):
+    id: int
+    status: RunStatus
+    config: dict
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    reason: str | None
+    progress: Progress
+    best_val_accuracy: float | None
+    test_accuracy: float | None
+    has_model: bool
+    is_active_model: bool
+    epochs: list[Epoch] | None = Field(None, description="absent in the list of runs")
+
+
+class RunList(BaseModel):
+    runs: list[Run]
+    active_model_run_id: int | None
+
+
+class Point(BaseModel):
+    step: int
+    epoch: int
+    loss: float
+
+
+class Metrics(BaseModel):
+    iterations: list[Point]
+    epochs: list[Epoch]
+
+
+class Misclassified(BaseModel):
+    index: int = Field(description="index in the test set")
+    true: int
+    predicted: int
+    confidence: float
+    pixels: list[int] = Field(description="784 ints 0..255, row-major")
+
+
+class Evaluation(BaseModel):
+    accuracy: float
+    samples: int
+    confusion_matrix: list[list[int]] = Field(description="10x10, rows = true digit")
+    per_class_accuracy: list[float]
+    misclassified: list[Misclassified]
+
+
+class Weights(BaseModel):
+    units: int
+    images: list[list[float]]
+
+
+class ActiveModel(BaseModel):
+    run_id: int | None
+    chosen_by: Literal["user", "best"] | None
+
+
+class ActiveModelChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"run_id": 3}]})
+
+    run_id: int | None = Field(description="the run whose model /predict uses; null: the best one")
+
+
+class Prediction(BaseModel):
+    digit: int
+    probabilities: list[float]
+    run_id: int
+    input: list[float] | None = Field(None, description="the 784 values (0..1) the model saw")
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction]
+    run_id: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class Preset(BaseModel):
+    name: str
+    description: str
+    config: dict
+
+
+class Options(BaseModel):
+    presets: list[Preset]
+    choices: dict[str, list[str]]
+    limits: dict[str, int | float | None]
+    auth_required: bool
+
+
+class Error(BaseModel):
+    detail: str
+
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {
+                "pixels": {"description": "784 numbers in 0..1, or a list of such lists",
+                           "type": "array", "items": {}},
+                "image": {"type": "string", "description": "data URL or base64 of a PNG/JPEG"},
+                "run_id": {"type": "integer", "description": "default: the active model"},
+            }},
+            "examples": {
+                "pixels": {"value": {"pixels": [0.0] * 300 + [1.0] * 184 + [0.0] * 300}},
+                "image": {"value": {"image": "data:image/png;base64,iVBORw0KGgo..."}},
+            },
+        },
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "run_id": {"type": "integer"},
+            }, "required": ["file"]},
+        },
+    },
+}

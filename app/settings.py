@@ -1,0 +1,131 @@
+"""The server's settings: one object, read from the environment and the `serve` command line.
+
+Every knob the server has lives here, so a test builds an isolated app with `Settings(data_dir=tmp)`
+and a deployment changes behaviour with environment variables (`MNIST_LAB_*`) or flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MNIST_LAB_"
+
+
+class SettingsError(ValueError):
+    """A setting with a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_concurrent_runs: int = 1
+    # Train/test on the first N samples of real MNIST (quick demos and tests); None = all of it.
+    train_subset: int | None = None
+    test_subset: int | None = None
+    # Requests
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_predict_batch: int = 512
+    max_image_side: int = 8192  # pixels, checked from the header before decoding
+    max_image_pixels: int = 24_000_000
+    # Live stream: a client more than this many points or messages behind gets a fresh snapshot.
+    stream_max_lag_points: int = 20_000
+    stream_max_lag_messages: int = 256
+    stream_interval_s: float = 0.05  # at most ~20 `iterations` messages a second per client
+    stream_send_timeout_s: float = 30.0  # a client that accepts nothing this long is disconnected
+    # Persistence: per-iteration losses are written in batches.
+    flush_interval_s: float = 0.5
+    flush_points: int = 200
+    # Workers
+    worker_nice: int = 5  # training yields the CPU to the API and the page
+    stop_timeout_s: float = 10.0  # a worker that ignores a stop this long is terminated
+    evaluation_misclassified: int = 32
+    # Who may change what (app/security.py). A token is required on any non-loopback host.
+    token: str | None = dataclasses.field(default=None, repr=False)  # MNIST_LAB_TOKEN
+    allowed_origins: str = ""  # comma-separated extra origins for WebSockets, writes and CORS
+    rate_limit_per_s: float | None = None  # per client; None: 20 when exposed, off on loopback
+    rate_limit_burst: int = 100
+    # Limits against exhaustion (app/limits.py)
+    max_hidden_layers: int = 8
+    max_units_per_layer: int = 4096
+    max_parameters: int = 20_000_000
+    max_epochs: int = 200
+    max_batch_size: int = 8192
+    max_run_memory_mb: int = 2048  # estimated peak of one training process
+    max_queued_runs: int = 16
+    max_runs_kept: int = 500
+    max_stream_clients_per_run: int = 100
+    max_stream_clients: int = 500
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        if self.max_concurrent_runs < 1:
+            raise SettingsError(
+                f"max_concurrent_runs must be at least 1, got {self.max_concurrent_runs}"
+            )
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SettingsError(f"{name} must be a positive number of samples, got {value}")
+        if self.max_body_bytes < 1024:
+            raise SettingsError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "mnist-lab.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def model_path(self, run_id: int) -> Path:
+        return self.models_dir / f"run-{run_id}.npz"
+
+    def limits(self) -> dict[str, Any]:
+        """The limits a client should know about (served by /api/options)."""
+        from app import limits
+        return {
+            "max_body_bytes": self.max_body_bytes,
+            "max_predict_batch": self.max_predict_batch,
+            "max_image_side": self.max_image_side,
+            "max_image_pixels": self.max_image_pixels,
+            "max_concurrent_runs": self.max_concurrent_runs,
+            **limits.describe(self),
+        }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `MNIST_LAB_<FIELD>` variables (e.g. MNIST_LAB_TRAIN_SUBSET=2000), then
+        `overrides` (None values are ignored, so CLI flags that were not given change nothing)."""
+        from engine.data import resolve_data_dir
+
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is None or raw.strip() == "" or field.name == "data_dir":
+                continue
+            values[field.name] = _parse(field, raw.strip())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["data_dir"] = resolve_data_dir(values.get("data_dir"))
+        return cls(**values)
+
+
+def _parse(field: dataclasses.Field, raw: str) -> Any:
+    kind = str(field.type)
+    name = ENV_PREFIX + field.name.upper()
+    try:
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+    except ValueError:
+        expected = "a whole number" if "int" in kind else "a number"
+        raise SettingsError(f"{name} must be {expected}, got {raw!r}") from None
+    return raw

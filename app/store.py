@@ -1,0 +1,223 @@
+"""Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics and every
+per-iteration loss. Model weights live next to it as `.npz` files (written by the workers).
+
+The store is plain synchronous sqlite3 behind a lock, so it can be called from the event loop
+(small writes) and from worker threads (large reads) alike.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    duration_s REAL,
+    reason TEXT,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    step INTEGER NOT NULL DEFAULT -1,
+    steps_per_epoch INTEGER,
+    samples_per_second REAL,
+    best_val_accuracy REAL,
+    test_accuracy REAL,
+    has_model INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    train_loss REAL NOT NULL,
+    train_accuracy REAL NOT NULL,
+    val_loss REAL NOT NULL,
+    val_accuracy REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    learning_rate REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS iterations (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    loss REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
+"""
+
+EPOCH_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "duration_s",
+                "learning_rate")
+RUN_COLUMNS = ("status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
+               "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy",
+               "has_model")
+ACTIVE_STATUSES = ("queued", "running", "paused")
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (for instance it was written by a newer MNIST Lab)."""
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash of the process
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this MNIST Lab understands "
+                f"({SCHEMA_VERSION}); upgrade MNIST Lab or use another --data-dir"
+            )
+        if version < SCHEMA_VERSION:
+            # one script, one transaction: a crash leaves either no schema or all of it
+            self._db.executescript(
+                f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- runs --------------------------------------------------------------------------------
+    def create_run(self, config: dict[str, Any], created_at: str) -> dict[str, Any]:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO runs (status, config, created_at) VALUES ('queued', ?, ?)",
+                (json.dumps(config, allow_nan=False), created_at),
+            )
+            return self._run(cursor.lastrowid)
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        unknown = set(values) - set(RUN_COLUMNS)
+        if unknown:
+            raise KeyError(f"not run columns: {sorted(unknown)}")
+        if not values:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._lock:
+            self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            return self._run(run_id)
+
+    def _run(self, run_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _run_row(row) if row else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
+        return [_run_row(row) for row in rows]
+
+    def delete_run(self, run_id: int) -> bool:
+        with self._lock, self._transaction():
+            cursor = self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            return cursor.rowcount > 0
+
+    def mark_interrupted(self) -> list[int]:
+        """Runs left queued/running/paused by a server that died become `interrupted`."""
+        with self._lock, self._transaction():
+            rows = self._db.execute(
+                "SELECT id, status FROM runs WHERE status IN (?, ?, ?)", ACTIVE_STATUSES
+            ).fetchall()
+            for row in rows:
+                self._db.execute(
+                    "UPDATE runs SET status = 'interrupted', reason = ? WHERE id = ?",
+                    (f"the server stopped while this run was {row['status']}; start a new run "
+                     "to train again", row["id"]),
+                )
+        return [row["id"] for row in rows]
+
+    # --- metrics -----------------------------------------------------------------------------
+    def add_iterations(self, run_id: int, points: Sequence[tuple[int, int, float]]) -> None:
+        """Append (step, epoch, loss) points; a step already stored is left as it is."""
+        if not points:
+            return
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO iterations (run_id, step, epoch, loss) VALUES (?, ?, ?, ?)",
+                [(run_id, step, epoch, loss) for step, epoch, loss in points],
+            )
+
+    def iterations(self, run_id: int, after: int = -1) -> list[tuple[int, int, float]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT step, epoch, loss FROM iterations WHERE run_id = ? AND step > ? ORDER BY step",
+                (run_id, after),
+            ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def add_epoch(self, run_id: int, epoch: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)}) "
+                f"VALUES (?, {', '.join('?' for _ in EPOCH_FIELDS)})",
+                (run_id, *(epoch[name] for name in EPOCH_FIELDS)),
+            )
+
+    def epochs(self, run_id: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
+                (run_id,),
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    # --- key/value ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._lock:
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                 (key, value))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN")
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _run_row(row: sqlite3.Row) -> dict[str, Any]:
+    run = dict(row)
+    run["config"] = json.loads(run["config"])
+    run["has_model"] = bool(run["has_model"])
+    return run
+
