@@ -1,0 +1,207 @@
+"""Limits against exhaustion: what one request, one run or one client may ask of the server.
+
+Every limit is a field of `Settings` (environment `MNIST_LAB_<FIELD>`), so a deployment can raise
+or lower it. A request over a limit is refused before anything starts, with a 4xx whose message
+says what was asked, what is allowed and what to do. (Body size, image size and batch predict
+size are enforced where the bytes arrive: `app.middleware` and `app.predictor`.)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from app.settings import Settings
+from engine.config import TrainConfig
+
+N_INPUTS = 28 * 28
+N_CLASSES = 10
+# What a training process holds besides the network: Python, NumPy and the MNIST arrays
+# (60,000 + 10,000 digits of 784 bytes), rounded up.
+PROCESS_BASE_BYTES = 160 * 1024 * 1024
+EVALUATION_BATCH = 2000  # engine.metrics.evaluate's batch
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}  # state arrays per parameter
+
+
+class LimitExceeded(HTTPException):
+    """A request over one of the server's limits (answered as `{"detail": ...}` with its status)."""
+
+    def __init__(self, status_code: int, detail: str, retry_after_s: float | None = None):
+        headers = None if retry_after_s is None else {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
+
+
+# --- run configs ------------------------------------------------------------------------------------
+def layer_sizes(config: TrainConfig) -> list[int]:
+    return [N_INPUTS, *config.hidden_layers, N_CLASSES]
+
+
+def parameter_count(config: TrainConfig) -> int:
+    """Weights and biases of every Dense layer (plus scale and shift of each batch norm)."""
+    sizes = layer_sizes(config)
+    dense = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:], strict=False))
+    norm = 2 * sum(config.hidden_layers) if config.batch_norm else 0
+    return dense + norm
+
+
+def estimated_memory_bytes(config: TrainConfig) -> int:
+    """A generous estimate of a training process's peak memory, in bytes (float32 throughout).
+
+    Parameters: the weights, their gradients, the optimizer's state (0, 1 or 2 arrays per weight)
+    and one copy while a checkpoint is written. Activations: per sample of the largest batch (a
+    training batch, or an evaluation chunk), the input twice (raw and normalised or augmented)
+    and, per hidden unit, about five arrays (pre-activation, activation, their gradients, and a
+    dropout mask or batch-norm buffers), plus the logits and softmax.
+    """
+    parameters = parameter_count(config)
+    slots = OPTIMIZER_SLOTS.get(config.optimizer, 2)
+    parameter_bytes = 4 * parameters * (3 + slots)
+    per_sample = 4 * (2 * N_INPUTS + 5 * sum(config.hidden_layers) + 3 * N_CLASSES)
+    if config.batch_norm:
+        per_sample += 4 * 3 * sum(config.hidden_layers)
+    activation_bytes = per_sample * max(config.batch_size, EVALUATION_BATCH)
+    return PROCESS_BASE_BYTES + parameter_bytes + activation_bytes
+
+
+def check_run_config(config: TrainConfig, settings: Settings) -> None:
+    """Refuse (422) a config over the size limits, before anything is queued or started."""
+    problems = []
+    layers = config.hidden_layers
+    if len(layers) > settings.max_hidden_layers:
+        problems.append(f"{len(layers)} hidden layers, at most {settings.max_hidden_layers} "
+                        "are allowed (MNIST_LAB_MAX_HIDDEN_LAYERS)")
+    widest = max(layers, default=0)
+    if widest > settings.max_units_per_layer:
+        problems.append(f"a layer of {widest} units, at most {settings.max_units_per_layer} per "
+                        "layer are allowed (MNIST_LAB_MAX_UNITS_PER_LAYER)")
+    if config.epochs > settings.max_epochs:
+        problems.append(f"{config.epochs} epochs, at most {settings.max_epochs} are allowed "
+                        "(MNIST_LAB_MAX_EPOCHS)")
+    if config.batch_size > settings.max_batch_size:
+        problems.append(f"a batch size of {config.batch_size}, at most {settings.max_batch_size} "
+                        "is allowed (MNIST_LAB_MAX_BATCH_SIZE)")
+    parameters = parameter_count(config)
+    if parameters > settings.max_parameters:
+        problems.append(f"{parameters:,} parameters, at most {settings.max_parameters:,} are "
+                        "allowed (MNIST_LAB_MAX_PARAMETERS)")
+    if problems:
+        raise LimitExceeded(422, "this run is larger than the server allows: "
+                            + "; ".join(problems) + ". Use fewer or smaller layers, or ask the "
+                            "server's operator to raise the limit")
+    memory_mb = estimated_memory_bytes(config) / 2**20
+    if memory_mb > settings.max_run_memory_mb:
+        raise LimitExceeded(422, (
+            f"this run would need about {memory_mb:,.0f} MB of memory to train, and the server "
+            f"allows {settings.max_run_memory_mb:,} MB per run (MNIST_LAB_MAX_RUN_MEMORY_MB); "
+            "use smaller layers or a smaller batch size"))
+
+
+def check_capacity(settings: Settings, statuses: Iterable[str]) -> None:
+    """Refuse a new run when the queue is full (429) or too many runs are stored (409).
+
+    `statuses` are the statuses of every stored run."""
+    counts = Counter(statuses)
+    stored = sum(counts.values())
+    if counts["queued"] >= settings.max_queued_runs:
+        raise LimitExceeded(429, (
+            f"{counts['queued']} runs are already waiting in the queue, the most the server keeps "
+            f"(MNIST_LAB_MAX_QUEUED_RUNS={settings.max_queued_runs}); wait for one to start, or "
+            "stop or delete a queued run"), retry_after_s=30)
+    if stored >= settings.max_runs_kept:
+        raise LimitExceeded(409, (
+            f"{stored} runs are stored, the most the server keeps (MNIST_LAB_MAX_RUNS_KEPT="
+            f"{settings.max_runs_kept}); delete runs you no longer need (DELETE /api/runs/{{id}}) "
+            "and start this one again"))
+
+
+def admit_run(config: TrainConfig, settings: Settings, statuses: Iterable[str]) -> None:
+    """Everything `POST /api/runs` checks before creating a run."""
+    check_run_config(config, settings)
+    check_capacity(settings, statuses)
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The run and stream limits, for `/api/options` (merged into Settings.limits())."""
+    return {name: getattr(settings, name) for name in LIMIT_SETTINGS}
+
+
+LIMIT_SETTINGS = (
+    "max_hidden_layers", "max_units_per_layer", "max_parameters", "max_epochs", "max_batch_size",
+    "max_run_memory_mb", "max_queued_runs", "max_runs_kept", "max_stream_clients_per_run",
+    "max_stream_clients",
+)
+
+
+# --- live stream clients -------------------------------------------------------------------------
+STREAM_PATH = re.compile(r"^/ws/runs/(\d+)$")
+TRY_AGAIN_LATER = 1013  # WebSocket close code
+
+
+class StreamSlots:
+    """Counts WebSocket watchers per run and in total; `take` refuses one over either limit.
+
+    Used on the event loop only (no lock needed)."""
+
+    def __init__(self, per_run: int, total: int):
+        self.per_run = per_run
+        self.total = total
+        self._by_run: Counter[int | None] = Counter()
+
+    @property
+    def in_use(self) -> int:
+        return sum(self._by_run.values())
+
+    def take(self, run_id: int | None) -> str | None:
+        """Reserve a slot; returns None, or why the client is refused (short: it is sent as a
+        WebSocket close reason, at most 123 bytes)."""
+        if self.in_use >= self.total:
+            return (f"the server streams to {self.total} clients, its limit "
+                    "(MNIST_LAB_MAX_STREAM_CLIENTS); try again later")
+        if run_id is not None and self._by_run[run_id] >= self.per_run:
+            return (f"run {run_id} has {self.per_run} watchers, the limit "
+                    "(MNIST_LAB_MAX_STREAM_CLIENTS_PER_RUN); try again later")
+        self._by_run[run_id] += 1
+        return None
+
+    def give_back(self, run_id: int | None) -> None:
+        self._by_run[run_id] -= 1
+        if self._by_run[run_id] <= 0:
+            del self._by_run[run_id]
+
+
+class StreamClientLimit:
+    """ASGI middleware: holds a slot for every open WebSocket; over the limit, the handshake is
+    accepted and closed at once with code 1013 (try again later) and the reason."""
+
+    def __init__(self, app, slots: StreamSlots):
+        self.app = app
+        self.slots = slots
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        match = STREAM_PATH.match(scope["path"])
+        run_id = int(match.group(1)) if match else None
+        refusal = self.slots.take(run_id)
+        if refusal is not None:
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": TRY_AGAIN_LATER,
+                            "reason": refusal[:123]})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.give_back(run_id)
+
+
+def install(app, settings: Settings) -> None:
+    """Put the stream client limit in front of the WebSocket routes."""
+    slots = StreamSlots(settings.max_stream_clients_per_run, settings.max_stream_clients)
+    app.state.stream_slots = slots
+    app.add_middleware(StreamClientLimit, slots=slots)
