@@ -102,10 +102,12 @@ async def _read_upload(request: Request) -> tuple[bytes, int | None]:
             raise
         raise InputError(f"the multipart upload cannot be read ({error}); send the image in a "
                          "field named `file`") from None
-    async with form:
+    try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InputError("a multipart upload needs the image in a file field named `file`")
         data = await upload.read()
         run_id = form.get("run_id")
         return data, _run_id(run_id if isinstance(run_id, str) and run_id else None)
+    finally:
+        await form.close()
