@@ -300,12 +300,14 @@ class RunManager:
         row = self._rows[run_id]
         if kind == "iterations":
             points = [tuple(point) for point in event["points"]]
-            live.feed.add_points(points, event["samples_per_second"], event["learning_rate"])
             live.pending.extend(points)
+            try:  # stored before it is streamed: a step any client saw survives a crash
+                self._flush(live)
+            except Exception:  # noqa: BLE001 - a full or read-only disk must not stop the stream
+                logger.exception("could not write iteration losses of run %s", run_id)
+            live.feed.add_points(points, event["samples_per_second"], event["learning_rate"])
             row["step"], row["epoch"] = points[-1][0], points[-1][1]
             row["samples_per_second"] = event["samples_per_second"]
-            if len(live.pending) >= self.settings.flush_points:
-                self._flush(live)
         elif kind == "epoch":
             epoch = {name: event[name] for name in ("epoch", "train_loss", "train_accuracy",
                                                     "val_loss", "val_accuracy", "duration_s",
