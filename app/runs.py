@@ -275,7 +275,7 @@ class RunManager:
                 run_id=live.run_id, config=live.config.to_dict(), data_dir=self.settings.data_dir,
                 model_path=self.settings.model_path(live.run_id),
                 train_subset=self.settings.train_subset, test_subset=self.settings.test_subset,
-                nice=self.settings.worker_nice,
+                nice=self.settings.worker_nice, threads=self.settings.worker_threads,
             )
             live.handle = _Starting()
             try:

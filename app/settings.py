@@ -44,6 +44,7 @@ class Settings:
     flush_points: int = 200
     # Workers
     worker_nice: int = 5  # training yields the CPU to the API and the page
+    worker_threads: int = 1  # BLAS threads per training process (0: the library's default)
     stop_timeout_s: float = 10.0  # a worker that ignores a stop this long is terminated
     evaluation_misclassified: int = 32
     # Who may change what (app/security.py). A token is required on any non-loopback host.

@@ -8,6 +8,7 @@ plain dicts with an "event" key: `start`, `iterations` (points batched ~20 times
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import traceback
@@ -30,10 +31,19 @@ class RunJob:
     train_subset: int | None = None
     test_subset: int | None = None
     nice: int = 0
+    threads: int = 0
+
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def run_worker(job: RunJob, events, stop_event, running_event) -> None:
     """Process entry point. Never raises: any failure becomes an `end` event with the reason."""
+    if job.threads > 0 and "numpy" not in sys.modules:
+        # Before NumPy loads its BLAS: on a small machine a training process that spins several
+        # BLAS threads fights the API (and the other runs) for the cores and gets slower, not faster.
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(job.threads)
     _exit_with_parent()
     if job.nice:
         try:

@@ -1,0 +1,144 @@
+"""The live feed's delivery rules, on the event loop with in-memory clients: every step exactly
+once and in order, coalescing to ~20 messages a second, and a stalled client that costs nothing
+and catches up through a snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from app.broadcast import RunFeed, StreamLimits, Watcher
+
+
+class Client:
+    """Collects what a watcher sends; `stall()` makes its socket stop accepting."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def send(self, text: str) -> None:
+        await self.open.wait()
+        self.messages.append(json.loads(text))
+
+    def steps(self) -> list[int]:
+        steps = []
+        for message in self.messages:
+            if message["type"] == "snapshot":
+                steps += [point["step"] for point in message["iterations"]]
+            elif message["type"] == "iterations":
+                steps += [point["step"] for point in message["points"]]
+        return steps
+
+    def types(self) -> list[str]:
+        return [message["type"] for message in self.messages]
+
+
+def make_feed() -> RunFeed:
+    return RunFeed(7, lambda: {"id": 7, "status": "running"})
+
+
+async def publish(feed: RunFeed, steps: int, per_batch: int, pause: float, steps_per_epoch: int):
+    for start in range(0, steps, per_batch):
+        points = [(step, step // steps_per_epoch + 1, 1.0 / (step + 1))
+                  for step in range(start, min(steps, start + per_batch))]
+        feed.add_points(points, 1000.0, 0.1)
+        if (start + per_batch) % steps_per_epoch == 0:
+            epoch = (start + per_batch) // steps_per_epoch
+            feed.add_epoch({"epoch": epoch, "val_accuracy": 0.9})
+        await asyncio.sleep(pause)
+
+
+async def watch(feed: RunFeed, client: Client, after: int = -1, **limits) -> tuple[asyncio.Task, Watcher]:
+    watcher = Watcher(feed, client.send, after, StreamLimits(**limits))
+    task = asyncio.create_task(watcher.run())
+    await asyncio.sleep(0)
+    return task, watcher
+
+
+def test_every_step_once_coalesced_and_epochs_in_place():
+    async def scenario():
+        feed = make_feed()
+        client = Client()
+        task, _ = await watch(feed, client)
+        started = time.monotonic()
+        await publish(feed, steps=2000, per_batch=10, pause=0.005, steps_per_epoch=500)
+        await asyncio.sleep(0.2)
+        elapsed = time.monotonic() - started
+        task.cancel()
+        return client, elapsed
+
+    client, elapsed = asyncio.run(scenario())
+    assert client.steps() == list(range(2000))
+    assert [m["seq"] for m in client.messages] == list(range(len(client.messages)))
+    assert client.types()[0] == "snapshot"
+    iterations = client.types().count("iterations")
+    assert iterations <= elapsed * 20 + 2, (iterations, elapsed)
+    assert iterations < 2000 / 10  # coalesced: fewer messages than the batches published
+    # each epoch message comes right after the last step of its epoch
+    seen = -1
+    for message in client.messages:
+        if message["type"] == "iterations":
+            seen = message["points"][-1]["step"]
+        elif message["type"] == "epoch":
+            assert seen == message["epoch"] * 500 - 1
+
+
+def test_a_stalled_client_slows_nobody_and_catches_up_by_snapshot():
+    async def scenario():
+        feed = make_feed()
+        fast, stalled = Client(), Client()
+        fast_task, _ = await watch(feed, fast, max_lag_points=300)
+        stalled_task, stalled_watcher = await watch(feed, stalled, max_lag_points=300)
+        await publish(feed, steps=200, per_batch=20, pause=0.002, steps_per_epoch=1000)
+        await asyncio.sleep(0.1)
+        stalled.open.clear()  # its socket stops accepting
+        started = time.monotonic()
+        await publish(feed, steps=3000, per_batch=20, pause=0.001, steps_per_epoch=1000)
+        publishing = time.monotonic() - started
+        await asyncio.sleep(0.1)
+        fast_steps = fast.steps()
+        stalled.open.set()
+        await asyncio.sleep(0.2)
+        fast_task.cancel()
+        stalled_task.cancel()
+        return fast, stalled, fast_steps, publishing, stalled_watcher
+
+    fast, stalled, fast_steps, publishing, stalled_watcher = asyncio.run(scenario())
+    assert fast_steps == list(range(3000))  # all delivered while the other client was stuck
+    assert publishing < 2.0
+    assert stalled.steps() == list(range(3000))  # nothing lost, nothing repeated
+    assert stalled_watcher.snapshots == 2  # the first one, then one instead of the backlog
+    assert stalled.types().count("snapshot") == 2
+    assert [m["seq"] for m in stalled.messages] == list(range(len(stalled.messages)))
+
+
+def test_after_resumes_without_gap_or_duplicate():
+    async def scenario():
+        feed = make_feed()
+        feed.add_points([(step, 1, 0.5) for step in range(100)], 1.0, 0.1)
+        first = Client()
+        task, _ = await watch(feed, first, after=41)
+        await asyncio.sleep(0.01)
+        feed.add_points([(step, 1, 0.5) for step in range(100, 150)], 1.0, 0.1)
+        ahead = Client()  # a client that already has more than the server (after > last step)
+        ahead_task, _ = await watch(feed, ahead, after=160)
+        feed.add_points([(step, 1, 0.5) for step in range(150, 200)], 1.0, 0.1)
+        await asyncio.sleep(0.15)
+        task.cancel()
+        ahead_task.cancel()
+        return first, ahead
+
+    first, ahead = asyncio.run(scenario())
+    assert first.messages[0]["iterations"][0]["step"] == 42
+    assert first.steps() == list(range(42, 200))
+    assert ahead.steps() == list(range(161, 200))
+
+
+def test_repeated_points_from_a_publisher_are_not_sent_twice():
+    feed = make_feed()
+    feed.add_points([(0, 1, 0.5), (1, 1, 0.4)], 1.0, 0.1)
+    feed.add_points([(1, 1, 0.4), (2, 1, 0.3)], 1.0, 0.1)
+    assert feed.steps == [0, 1, 2]
