@@ -4,7 +4,7 @@
 // server answers with the run's new state, they are never switched ahead of the server.
 
 import { api, ApiError } from './api.js';
-import { architecture } from './format.js';
+import { architecture, formatInteger } from './format.js';
 import { emit, isActive, on, state } from './state.js';
 import { notify, notifyError } from './toast.js';
 
@@ -21,7 +21,8 @@ const FIELDS = {
   warmup_epochs: { label: 'Warm-up epochs', min: 0, max: 100 },
 };
 const LAYER = { label: 'Layer size', min: 1, max: 65536, integer: true };
-const MAX_LAYERS = 16;
+let maxLayers = 16;
+let maxParameters = Infinity;
 const AUGMENTATION = {
   shift: { label: 'Shift (px)', min: 0, max: 10, step: 0.5 },
   rotation: { label: 'Rotation (°)', min: 0, max: 90, step: 1 },
@@ -36,23 +37,32 @@ const MOMENTUM_OPTIMIZERS = new Set(['momentum', 'nesterov']);
 
 const $ = (id) => document.getElementById(id);
 let pendingControl = false;
+// Fields are checked as they change only after a first Start: messages that appear on blur
+// would move the Start button away from under the pointer that is about to press it.
+let attempted = false;
 let pendingStart = false;
 
+/** Tighten the engine's limits with the server's (GET /api/options `limits`). */
 function applyServerLimits(limits) {
   if (!limits || typeof limits !== 'object') return;
-  const read = (spec) => {
-    if (Array.isArray(spec) && spec.length === 2) return { min: spec[0], max: spec[1] };
-    if (spec && typeof spec === 'object' && ('min' in spec || 'max' in spec)) return spec;
-    return null;
+  const lower = (spec, value) => {
+    if (Number.isFinite(value) && value >= spec.min) spec.max = Math.min(spec.max, value);
   };
-  for (const [name, spec] of Object.entries(limits)) {
-    const bounds = read(spec);
-    if (!bounds) continue;
-    const target = FIELDS[name] ?? AUGMENTATION[name] ?? (name === 'hidden_layers' || name === 'layer_size' ? LAYER : null);
-    if (!target) continue;
-    if (Number.isFinite(bounds.min)) target.min = bounds.min;
-    if (Number.isFinite(bounds.max)) target.max = bounds.max;
-  }
+  lower(FIELDS.epochs, limits.max_epochs);
+  lower(FIELDS.batch_size, limits.max_batch_size);
+  lower(LAYER, limits.max_units_per_layer);
+  if (Number.isFinite(limits.max_hidden_layers)) maxLayers = Math.min(maxLayers, limits.max_hidden_layers);
+  if (Number.isFinite(limits.max_parameters)) maxParameters = limits.max_parameters;
+  for (const name of Object.keys(FIELDS)) $(name).max = String(FIELDS[name].max);
+  renumberLayers();
+}
+
+/** Weights and biases of the network 784 -> hidden... -> 10. */
+function parameterCount(hidden) {
+  const sizes = [784, ...hidden, 10];
+  let count = 0;
+  for (let i = 1; i < sizes.length; i += 1) count += sizes[i - 1] * sizes[i] + sizes[i];
+  return count;
 }
 
 // ---- hidden layers ---------------------------------------------------------------------------
@@ -67,7 +77,7 @@ function renumberLayers() {
     item.querySelector('input').setAttribute('aria-label', `Units in hidden layer ${i + 1}`);
     item.querySelector('button').setAttribute('aria-label', `Remove hidden layer ${i + 1}`);
   });
-  $('add-layer').disabled = items.length >= MAX_LAYERS;
+  $('add-layer').disabled = items.length >= maxLayers;
   updateArchitecture();
 }
 
@@ -84,8 +94,10 @@ function addLayer(size, { focus = false } = {}) {
   input.step = '1';
   input.value = String(size);
   input.setAttribute('aria-describedby', 'hidden_layers-error');
-  input.addEventListener('input', updateArchitecture);
-  input.addEventListener('change', () => validateLayers());
+  input.addEventListener('input', () => {
+    updateArchitecture();
+    if (attempted) validateLayers();
+  });
   const remove = document.createElement('button');
   remove.type = 'button';
   remove.className = 'btn btn-icon';
@@ -154,6 +166,13 @@ function validateLayers() {
     if (result.error) message ??= result.error;
     else sizes.push(result.value);
   });
+  if (!message && inputs.length > maxLayers) {
+    message = `At most ${maxLayers} hidden layers are allowed on this server; remove ${inputs.length - maxLayers}.`;
+  }
+  if (!message && parameterCount(sizes) > maxParameters) {
+    message = `This network has ${formatInteger(parameterCount(sizes))} parameters; the server allows at most ` +
+      `${formatInteger(maxParameters)}. Use fewer or smaller layers.`;
+  }
   $('hidden_layers-error').textContent = message ?? '';
   return message ? { error: message } : { value: sizes };
 }
@@ -215,6 +234,7 @@ function fillFromConfig(config) {
   $('batch_norm').checked = Boolean(config.batch_norm);
   for (const name of Object.keys(AUGMENTATION)) $(`aug-${name}`).value = String(config.augmentation?.[name] ?? 0);
   clearErrors();
+  attempted = false;
   updateOptimizerFields();
 }
 
@@ -275,7 +295,8 @@ function buildAugmentationFields() {
     const error = document.createElement('p');
     error.className = 'field-error';
     error.id = `aug-${name}-error`;
-    input.addEventListener('change', () => {
+    input.addEventListener('input', () => {
+      if (!attempted) return;
       const result = checkNumber(input.value, spec);
       showFieldError(input, error, result.error);
     });
@@ -323,6 +344,7 @@ async function submit(event, watchRun) {
   event?.preventDefault();
   if (pendingStart) return;
   $('form-error').textContent = '';
+  attempted = true;
   const { config, errors } = readForm();
   if (errors) {
     $('form-error').textContent = errors.length === 1
@@ -368,7 +390,9 @@ export function initControls({ watchRun, applyRun }) {
     addLayer(next, { focus: true });
   });
   for (const name of Object.keys(FIELDS)) {
-    $(name).addEventListener('change', () => validateField(name));
+    $(name).addEventListener('input', () => {
+      if (attempted) validateField(name);
+    });
     $(name).min = String(FIELDS[name].min);
     $(name).max = String(FIELDS[name].max);
   }

@@ -123,6 +123,7 @@ function renderHeader() {
   const status = run?.status ?? 'idle';
   badge.textContent = status;
   badge.dataset.status = run ? status : 'none';
+  badge.dataset.runId = run ? String(run.id) : '';
   $('watched-label').textContent = run ? `· run #${run.id}` : '';
   if (!run) {
     $('run-summary').textContent = 'No run yet. Pick a preset and press Start.';

@@ -1,0 +1,227 @@
+"""Fixtures for the browser tests: Debian's Chromium driven by Playwright, and a real server.
+
+Each server is `python -m app.cli serve` in a subprocess on a free port with its own data dir,
+training on the first few thousand real MNIST digits (MNIST_LAB_TRAIN_SUBSET) so that a run
+takes seconds. Chromium or Playwright missing: skipped locally, a failure when CI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import missing_requirement
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+TRAIN_SUBSET = 2000
+TEST_SUBSET = 500
+ACTIVE = {"queued", "running", "paused"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running `mnist-lab serve` and an HTTP client for arranging and checking state."""
+
+    url: str
+    port: int
+    data_dir: Path
+    mnist_dir: Path
+    process: subprocess.Popen | None = None
+    client: httpx.Client | None = None
+
+    @property
+    def api(self) -> httpx.Client:
+        if self.client is None:
+            self.client = httpx.Client(base_url=self.url, timeout=30)
+        return self.client
+
+    def start(self) -> Server:
+        env = {
+            **os.environ,
+            "MNIST_DIR": str(self.mnist_dir),
+            "MNIST_LAB_TRAIN_SUBSET": str(TRAIN_SUBSET),
+            "MNIST_LAB_TEST_SUBSET": str(TEST_SUBSET),
+        }
+        log = (self.data_dir / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()  # the child has its own copy of the descriptor
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited early: {self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the server did not answer /healthz within 30 s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log_tail(self) -> str:
+        path = self.data_dir / "server.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    # --- arranging state through the API ------------------------------------------------------
+    def runs(self) -> list[dict]:
+        return self.api.get("/api/runs").json()["runs"]
+
+    def stop_active_runs(self) -> None:
+        for run in self.runs():
+            if run["status"] in ACTIVE:
+                self.api.post(f"/api/runs/{run['id']}/stop")
+        deadline = time.monotonic() + 20
+        while any(run["status"] in ACTIVE for run in self.runs()):
+            assert time.monotonic() < deadline, "runs did not stop within 20 s"
+            time.sleep(0.2)
+
+    def train(self, **config) -> dict:
+        """Start a run through the API and wait for it to complete."""
+        answer = self.api.post("/api/runs", json=config)
+        assert answer.status_code == 201, answer.text
+        run_id = answer.json()["id"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            run = self.run(run_id)
+            if run["status"] not in ACTIVE:
+                assert run["status"] == "completed", run
+                return run
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id} did not finish within 90 s")
+
+    def metrics(self, run_id: int) -> dict:
+        return self.api.get(f"/api/runs/{run_id}/metrics").json()
+
+    def run(self, run_id: int) -> dict:
+        return self.api.get(f"/api/runs/{run_id}").json()
+
+
+def _launch_server(tmp_path_factory, mnist_dir: Path, name: str) -> Server:
+    data_dir = tmp_path_factory.mktemp(name)
+    port = free_port()
+    return Server(f"http://127.0.0.1:{port}", port, data_dir, mnist_dir).start()
+
+
+@pytest.fixture(scope="session")
+def playwright_browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_requirement("Playwright for Python is not installed (pip install -e '.[dev]')")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        missing_requirement(f"Chromium not found at {CHROMIUM}; `make chromium` installs it")
+    manager = sync_playwright().start()
+    try:
+        browser = manager.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                          args=CHROMIUM_ARGS)
+    except Exception as error:  # a broken install is an environment problem, reported as such
+        manager.stop()
+        missing_requirement(f"Chromium at {CHROMIUM} does not start: {error}")
+    yield browser
+    browser.close()
+    manager.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, mnist_dir) -> Iterator[Server]:
+    """One server shared by the browser tests; every test leaves no run active behind it."""
+    instance = _launch_server(tmp_path_factory, mnist_dir, "browser-server")
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory, mnist_dir) -> Iterator[Server]:
+    """A server with no runs at all, for the empty states."""
+    instance = _launch_server(tmp_path_factory, mnist_dir, "fresh-server")
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path_factory, mnist_dir):
+    """Servers the test itself starts and stops (a restart keeps the port and the data dir)."""
+    started: list[Server] = []
+
+    def make() -> Server:
+        instance = _launch_server(tmp_path_factory, mnist_dir, "restart-server")
+        started.append(instance)
+        return instance
+
+    yield make
+    for instance in started:
+        instance.stop()
+
+
+@pytest.fixture
+def new_page(playwright_browser, request):
+    """new_page(url, width=1440, height=900): a page in its own context, closed after the test.
+    Uncaught errors in the page fail the test."""
+    contexts = []
+    errors: list[str] = []
+
+    def open_page(url: str, width: int = 1440, height: int = 900, color_scheme: str = "light"):
+        context = playwright_browser.new_context(viewport={"width": width, "height": height},
+                                                 color_scheme=color_scheme)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(autouse=True)
+def _no_active_runs_after(request):
+    """Whatever a test started, the next one begins with no run training."""
+    yield
+    if "server" in request.fixturenames:
+        request.getfixturevalue("server").stop_active_runs()

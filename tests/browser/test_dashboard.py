@@ -1,0 +1,364 @@
+"""The dashboard in a real Chromium against a real server training on real MNIST digits.
+
+What a user does on the page, checked against what the server says (its API is the witness):
+live charts, run control, drawing, reloads, several tabs, validation, history, reconnection.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import ARTIFACTS, TEST_SUBSET, Server
+
+pytestmark = [pytest.mark.browser, pytest.mark.mnist]
+
+# A run that trains until it is stopped: small, so that it costs little CPU while it lasts.
+LONG_RUN = {"layer": 32, "batch": 32, "epochs": 200}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def configure(page: Page, *, epochs: int, layer: int | None = None, batch: int | None = None):
+    if layer is not None:
+        page.get_by_label("Units in hidden layer 1").fill(str(layer))
+    if batch is not None:
+        page.get_by_label("Batch size").fill(str(batch))
+    page.get_by_label("Epochs", exact=True).fill(str(epochs))
+
+
+def start(page: Page, server: Server) -> int:
+    """Press Start and return the new run's id (the page switches to watching it)."""
+    before = {run["id"] for run in server.runs()}
+    page.get_by_test_id("start-run").click()
+    new_ids: set[int] = set()
+
+    def created() -> bool:
+        nonlocal new_ids
+        new_ids = {run["id"] for run in server.runs()} - before
+        return bool(new_ids)
+
+    wait_until(page, created, lambda: "the run to be created; the page says: "
+               + page.locator("#form-error").inner_text() + page.locator("#toasts").inner_text())
+    run_id = max(new_ids)
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
+    return run_id
+
+
+def open_run(page: Page, run_id: int):
+    """Watch a run from the history (its Open button is disabled while it is watched already)."""
+    button = page.get_by_role("button", name=f"Open run {run_id}")
+    expect(button).to_be_visible()
+    if button.is_enabled():
+        button.click()
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
+
+
+def wait_until(page: Page, condition, what: str, timeout_s: float = 30):
+    for _ in range(int(timeout_s * 10)):
+        if condition():
+            return
+        page.wait_for_timeout(100)
+    what = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def points(page: Page) -> int:
+    return int(page.get_by_test_id("loss-chart").get_attribute("data-points"))
+
+
+def wait_for_points(page: Page, at_least: int, timeout_ms: int = 30_000):
+    page.wait_for_function(
+        "n => Number(document.querySelector('[data-testid=loss-chart]').dataset.points) >= n",
+        arg=at_least, timeout=timeout_ms,
+    )
+
+
+def server_points(server: Server, run_id: int) -> int:
+    return len(server.metrics(run_id)["iterations"])
+
+
+def draw_seven(page: Page):
+    box = page.get_by_test_id("draw-canvas").bounding_box()
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x + 0.3 * w, y + 0.25 * h)
+    page.mouse.down()
+    page.mouse.move(x + 0.7 * w, y + 0.25 * h, steps=8)
+    page.mouse.move(x + 0.45 * w, y + 0.8 * h, steps=12)
+    page.mouse.up()
+
+
+def lit_model_input_pixels(page: Page) -> list[int]:
+    return page.evaluate("""() => {
+        const canvas = document.querySelector('[data-testid=model-input]');
+        const data = canvas.getContext('2d').getImageData(0, 0, 28, 28).data;
+        let lit = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] > 0) lit += 1;
+        return [canvas.width, canvas.height, lit];
+    }""")
+
+
+@pytest.fixture(scope="module")
+def trained(server: Server) -> dict:
+    """A completed run whose model serves predictions."""
+    return server.train(hidden_layers=[64], epochs=2, batch_size=64)
+
+
+# --- tests ---------------------------------------------------------------------------------------
+def test_a_run_started_from_a_preset_updates_the_charts_live(server: Server, new_page):
+    page = new_page(server.url)
+    expect(page).to_have_title(re.compile("MNIST Lab"))
+    presets = server.api.get("/api/options").json()["presets"]
+    preset_select = page.get_by_test_id("preset-select")
+    expect(preset_select.locator("option")).to_have_count(len(presets))
+    preset_select.select_option("notebook")
+    notebook = next(p for p in presets if p["name"] == "notebook")["config"]
+    expect(page.get_by_label("Units in hidden layer 1")).to_have_value(
+        str(notebook["hidden_layers"][0]))
+    expect(page.get_by_label("Optimizer")).to_have_value(notebook["optimizer"])
+    expect(page.get_by_label("Schedule")).to_have_value(notebook["lr_schedule"])
+    configure(page, epochs=3, batch=32)
+    # Record every value the chart's point count takes, to see it grow while training.
+    page.evaluate("""() => {
+        window.seenPoints = new Set();
+        const chart = document.querySelector('[data-testid=loss-chart]');
+        new MutationObserver(() => window.seenPoints.add(chart.dataset.points))
+            .observe(chart, {attributes: true, attributeFilter: ['data-points']});
+    }""")
+
+    run_id = start(page, server)
+    accuracy = page.get_by_test_id("accuracy-chart")
+    expect(accuracy).to_have_attribute("data-epochs", "1", timeout=60_000)
+    expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=60_000)
+    expect(accuracy).to_have_attribute("data-epochs", "3")
+
+    run = server.run(run_id)
+    assert run["config"]["preset"] == "notebook" and run["config"]["epochs"] == 3
+    expect(page.get_by_test_id("loss-chart")).to_have_attribute(
+        "data-points", str(server_points(server, run_id)))
+    seen = page.evaluate("() => [...window.seenPoints].map(Number)")
+    assert len([n for n in seen if 0 < n < run["progress"]["steps_total"]]) >= 3, seen
+    expect(page.get_by_test_id("progress")).to_contain_text("3 / 3")
+    # A finished run evaluates itself: the confusion matrix covers every test digit.
+    matrix = page.get_by_test_id("confusion-matrix")
+    expect(matrix.locator("tbody tr")).to_have_count(10, timeout=30_000)
+    counts = matrix.locator("td").evaluate_all(
+        "cells => cells.map(td => Number(td.textContent.replace(/\\D/g, '')))")
+    total = sum(counts)
+    assert total == TEST_SUBSET
+    expect(page.get_by_test_id("run-list")).to_contain_text(f"#{run_id}")
+
+
+def test_drawing_a_digit_shows_a_prediction_and_what_the_model_saw(server, trained, new_page):
+    page = new_page(server.url)
+    expect(page.locator("#no-model")).to_be_hidden()
+    draw_seven(page)
+    prediction = page.get_by_test_id("prediction")
+    expect(prediction).to_have_text(re.compile(r"^[0-9]$"))
+    bars = page.get_by_test_id("probabilities").locator(".prob-bar")
+    expect(bars).to_have_count(10)
+    heights = bars.evaluate_all("bars => bars.map(b => parseFloat(b.style.height))")
+    assert 99 <= sum(heights) <= 101, heights
+    assert heights.index(max(heights)) == int(prediction.text_content())
+    width, height, lit = lit_model_input_pixels(page)
+    assert (width, height) == (28, 28)
+    assert 20 < lit < 600, lit  # a stroke, centred and scaled like MNIST: neither blank nor full
+
+    page.get_by_test_id("clear-canvas").click()
+    expect(prediction).to_have_text("–")
+    assert lit_model_input_pixels(page)[2] == 0
+
+
+def test_pause_resume_and_stop_follow_the_real_status(server: Server, new_page):
+    page = new_page(server.url)
+    configure(page, **LONG_RUN)
+    run_id = start(page, server)
+    status = page.get_by_test_id("run-status")
+    pause, resume, stop = (page.get_by_test_id(n) for n in ("pause-run", "resume-run", "stop-run"))
+    expect(status).to_have_text("running")
+    expect(pause).to_be_enabled()
+    expect(resume).to_be_disabled()
+    expect(stop).to_be_enabled()
+    wait_for_points(page, 5)
+
+    pause.click()
+    expect(status).to_have_text("paused")
+    expect(resume).to_be_enabled()
+    expect(pause).to_be_disabled()
+    expect(stop).to_be_enabled()
+    assert server.run(run_id)["status"] == "paused"
+    page.wait_for_timeout(800)
+    paused_at = points(page)
+    page.wait_for_timeout(800)
+    assert points(page) == paused_at == server_points(server, run_id)
+
+    resume.click()
+    expect(status).to_have_text("running")
+    expect(pause).to_be_enabled()
+    wait_for_points(page, paused_at + 5)
+
+    stop.click()
+    expect(status).to_have_text("stopped")
+    for button in (pause, resume, stop):
+        expect(button).to_be_disabled()
+    assert server.run(run_id)["status"] == "stopped"
+    expect(page.get_by_test_id("start-run")).to_be_enabled()
+
+
+def test_reloading_mid_run_shows_the_whole_curve_again(server: Server, new_page):
+    page = new_page(server.url)
+    configure(page, **LONG_RUN)
+    run_id = start(page, server)
+    wait_for_points(page, 40)
+    before = points(page)
+
+    page.reload()
+    # The page finds the running run by itself and gets its whole history from the snapshot.
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
+    expect(page.get_by_test_id("run-status")).to_have_text("running")
+    wait_for_points(page, before, timeout_ms=10_000)
+    wait_for_points(page, points(page) + 5)  # and goes on live
+
+    page.get_by_test_id("pause-run").click()
+    expect(page.get_by_test_id("run-status")).to_have_text("paused")
+    page.wait_for_timeout(800)
+    # Same count as the server: nothing missing, nothing twice.
+    expect(page.get_by_test_id("loss-chart")).to_have_attribute(
+        "data-points", str(server_points(server, run_id)))
+
+
+def test_two_tabs_watching_one_run_stay_in_step(server: Server, new_page):
+    first = new_page(server.url)
+    second = new_page(server.url)
+    configure(first, **LONG_RUN)
+    run_id = start(first, server)
+    # The second tab notices the new run on its own and follows it.
+    expect(second.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
+    wait_for_points(second, 10)
+
+    first.get_by_test_id("pause-run").click()
+    expect(second.get_by_test_id("run-status")).to_have_text("paused")
+    expect(second.get_by_test_id("resume-run")).to_be_enabled()
+    expect(second.get_by_test_id("pause-run")).to_be_disabled()
+    first.wait_for_timeout(800)
+    expected = str(server_points(server, run_id))
+    for tab in (first, second):
+        expect(tab.get_by_test_id("loss-chart")).to_have_attribute("data-points", expected)
+
+    second.get_by_test_id("resume-run").click()
+    expect(first.get_by_test_id("run-status")).to_have_text("running")
+    wait_for_points(first, int(expected) + 5)
+    second.get_by_test_id("stop-run").click()
+    expect(first.get_by_test_id("run-status")).to_have_text("stopped")
+    expect(first.get_by_test_id("stop-run")).to_be_disabled()
+
+
+def test_an_invalid_config_is_explained_and_not_sent(server: Server, new_page):
+    page = new_page(server.url)
+    runs_before = len(server.runs())
+    page.get_by_label("Units in hidden layer 1").fill("-5")
+    page.get_by_label("Epochs", exact=True).fill("0")
+    page.get_by_test_id("start-run").click()
+
+    max_epochs = server.api.get("/api/options").json()["limits"].get("max_epochs", 1000)
+    expect(page.locator("#epochs-error")).to_contain_text(f"Epochs must be between 1 and {max_epochs}")
+    expect(page.get_by_label("Epochs", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#hidden_layers-error")).to_contain_text("Hidden layer 1")
+    expect(page.locator("#form-error")).to_contain_text("Fix the 2 highlighted fields")
+    page.wait_for_timeout(300)
+    assert len(server.runs()) == runs_before
+
+    page.get_by_label("Units in hidden layer 1").fill("16")
+    page.get_by_label("Epochs", exact=True).fill("1")
+    start(page, server)
+    expect(page.locator("#form-error")).to_be_empty()
+    expect(page.get_by_label("Epochs", exact=True)).not_to_have_attribute("aria-invalid", "true")
+
+
+def test_without_a_model_the_page_says_so_and_offers_a_run(fresh_server: Server, new_page):
+    page = new_page(fresh_server.url)
+    no_model = page.locator("#no-model")
+    expect(no_model).to_be_visible()
+    expect(no_model).to_contain_text("No trained model yet")
+    expect(page.locator("#run-list-empty")).to_be_visible()
+    draw_seven(page)
+    page.wait_for_timeout(600)
+    expect(page.get_by_test_id("prediction")).to_have_text("–")
+
+    configure(page, epochs=2, layer=32)
+    no_model.get_by_role("button", name="Train a model now").click()
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", re.compile(r"\d"))
+    # Once the first epoch gives a model, the drawing already on the canvas is read.
+    expect(no_model).to_be_hidden(timeout=60_000)
+    expect(page.get_by_test_id("prediction")).to_have_text(re.compile(r"^[0-9]$"))
+    fresh_server.stop_active_runs()
+
+
+def test_history_compares_activates_and_deletes_runs(server: Server, new_page):
+    older = server.train(hidden_layers=[16], epochs=1, batch_size=64)
+    newer = server.train(hidden_layers=[16], epochs=1, batch_size=64, learning_rate=0.2)
+    page = new_page(server.url)
+    run_list = page.get_by_test_id("run-list")
+    expect(run_list.locator(f'li[data-run-id="{newer["id"]}"]')).to_contain_text("completed")
+    open_run(page, newer["id"])
+
+    page.get_by_label(f"Compare run {older['id']} on the charts").check()
+    legend = page.locator("#loss-legend")
+    expect(legend).to_contain_text(f"#{older['id']}")
+    expect(legend).to_contain_text(f"#{newer['id']}")
+
+    page.get_by_role("button", name=f"Use the model of run {older['id']} for predictions").click()
+    expect(page.locator("#model-pill")).to_contain_text(f"run #{older['id']}")
+    assert server.api.get("/api/active-model").json() == {"run_id": older["id"],
+                                                          "chosen_by": "user"}
+    download = page.get_by_role("link", name=f"Download the model of run {older['id']}")
+    expect(download).to_have_attribute("href", f"/api/runs/{older['id']}/model")
+
+    page.get_by_role("button", name=f"Delete run {older['id']}").click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+    expect(run_list.locator(f'li[data-run-id="{older["id"]}"]')).to_have_count(0)
+    expect(legend).not_to_contain_text(f"#{older['id']}")
+    assert server.api.get(f"/api/runs/{older['id']}").status_code == 404
+
+
+def test_the_page_reconnects_after_a_server_restart(server_factory, new_page):
+    server = server_factory()
+    page = new_page(server.url)
+    configure(page, **LONG_RUN)
+    run_id = start(page, server)
+    wait_for_points(page, 10)
+
+    server.stop()
+    connection = page.locator("#connection")
+    expect(connection).to_have_attribute("data-state", "reconnecting")
+    expect(connection).to_contain_text("reconnecting")
+    server.start()
+    # Back: the stream resumes by itself and the run shows what the server made of it.
+    expect(connection).not_to_have_attribute("data-state", "reconnecting", timeout=30_000)
+    expect(page.get_by_test_id("run-status")).to_have_text("interrupted")
+    expect(page.get_by_test_id("loss-chart")).to_have_attribute(
+        "data-points", str(server_points(server, run_id)))
+
+
+def test_dashboard_screenshots(server: Server, trained, new_page):
+    """Saves test-artifacts/dashboard*.png (look at them) and checks the phone layout fits."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = new_page(server.url)
+    open_run(page, trained["id"])
+    expect(page.get_by_test_id("confusion-matrix").locator("tbody tr")).to_have_count(10)
+    draw_seven(page)
+    expect(page.get_by_test_id("prediction")).to_have_text(re.compile(r"^[0-9]$"))
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(400)
+    page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+
+    for name, scheme in (("dashboard-phone.png", "light"), ("dashboard-phone-dark.png", "dark")):
+        phone = new_page(server.url, width=390, height=844, color_scheme=scheme)
+        expect(phone.get_by_test_id("run-status")).not_to_have_text("idle")
+        expect(phone.get_by_test_id("accuracy-chart")).not_to_have_attribute("data-epochs", "0")
+        phone.wait_for_timeout(400)
+        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
+        phone.screenshot(path=ARTIFACTS / name, full_page=True)
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 50_000
