@@ -102,9 +102,13 @@ class RunManager:
             raise RunNotFound(run_id)
         return row
 
-    def describe(self, run_id: int, with_epochs: bool = True) -> dict[str, Any]:
-        """A run as the API shows it (docs/API.md, "Run")."""
+    def describe(self, run_id: int, with_epochs: bool = True,
+                 active_run_id: int | None | bool = False) -> dict[str, Any]:
+        """A run as the API shows it (docs/API.md, "Run"). `active_run_id`: the active model's
+        run if the caller already knows it (False: look it up)."""
         row = self.row(run_id)
+        if active_run_id is False:
+            active_run_id = self.active_model()[0]
         live = self._live.get(run_id)
         config = row["config"]
         steps_per_epoch = row["steps_per_epoch"] or math.ceil(
@@ -137,16 +141,17 @@ class RunManager:
             "best_val_accuracy": row["best_val_accuracy"],
             "test_accuracy": row["test_accuracy"],
             "has_model": row["has_model"],
-            "is_active_model": self.active_model()[0] == run_id,
+            "is_active_model": active_run_id == run_id,
         }
         if with_epochs:
             run["epochs"] = live.feed.epochs if live else self.store.epochs(run_id)
         return run
 
     def list_runs(self) -> dict[str, Any]:
-        return {"runs": [self.describe(run_id, with_epochs=False)
+        active = self.active_model()[0]
+        return {"runs": [self.describe(run_id, with_epochs=False, active_run_id=active)
                          for run_id in sorted(self._rows, reverse=True)],
-                "active_model_run_id": self.active_model()[0]}
+                "active_model_run_id": active}
 
     def active_model(self) -> tuple[int | None, str | None]:
         """The model /predict uses by default: the user's choice, else the best run with a model

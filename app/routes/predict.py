@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app import schemas
 from app.deps import get_predictions, get_runs
 from app.predictor import InputError, NoModel, PredictionService
-from app.responses import CleanJSONResponse
 from app.runs import RunManager
 
 router = APIRouter()
@@ -49,7 +48,7 @@ async def predict(request: Request, runs: Annotated[RunManager, Depends(get_runs
 async def _answer(runs: RunManager, run_id: int | None, predict, value: Any):
     chosen = _model_run(runs, run_id)
     answer = await run_in_threadpool(predict, chosen, value)
-    return CleanJSONResponse(answer)
+    return Response(answer, media_type="application/json")
 
 
 def _model_run(runs: RunManager, run_id: int | None) -> int:
