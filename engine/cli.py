@@ -6,11 +6,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 Command = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """Bad options that argparse itself cannot catch (e.g. a config value out of range): exit 2."""
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -56,8 +64,6 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    import json
-
     from engine.presets import PRESETS
 
     if args.json:
@@ -68,6 +74,324 @@ def cmd_presets(args: argparse.Namespace) -> int:
     width = max(len(name) for name in PRESETS)
     for preset in PRESETS.values():
         print(f"{preset.name:<{width}}  {preset.description}")
+    return 0
+
+
+# --- train ----------------------------------------------------------------------------------------
+# Command-line option -> TrainConfig field. Options left out keep the preset's value.
+TRAIN_OPTIONS = {
+    "hidden": "hidden_layers",
+    "activation": "activation",
+    "init": "init",
+    "batch_norm": "batch_norm",
+    "dropout": "dropout",
+    "optimizer": "optimizer",
+    "lr": "learning_rate",
+    "momentum": "momentum",
+    "weight_decay": "weight_decay",
+    "schedule": "lr_schedule",
+    "lr_decay": "lr_decay",
+    "warmup": "warmup_epochs",
+    "batch_size": "batch_size",
+    "epochs": "epochs",
+    "seed": "seed",
+}
+
+
+def _add_train_parser(commands) -> None:
+    from engine.config import ACTIVATIONS, INITS, LR_SCHEDULES, OPTIMIZERS
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on MNIST in the terminal",
+        description="Train an MLP on MNIST: a preset plus any overrides. Prints one line per epoch "
+        "(training_loss, validation_acc, ...) under a progress bar, or JSON events with --json.",
+    )
+    train.add_argument("--preset", default="default", help="starting configuration (see `presets`)")
+    arch = train.add_argument_group("model")
+    arch.add_argument("--hidden", type=int, nargs="*", metavar="N",
+                      help="hidden layer sizes, e.g. --hidden 128 64 (none: softmax regression)")
+    arch.add_argument("--activation", choices=ACTIVATIONS)
+    arch.add_argument("--init", choices=INITS, help="weight initialisation (auto: He or Glorot)")
+    arch.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                      help="batch normalisation before each activation")
+    arch.add_argument("--dropout", type=float, metavar="P", help="dropout probability, 0..0.95")
+    opt = train.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS)
+    opt.add_argument("--lr", type=float, metavar="RATE", help="learning rate")
+    opt.add_argument("--momentum", type=float, metavar="MU", help="momentum (momentum, nesterov)")
+    opt.add_argument("--weight-decay", type=float, metavar="LAMBDA", help="L2 weight decay")
+    opt.add_argument("--schedule", choices=LR_SCHEDULES, help="learning-rate schedule")
+    opt.add_argument("--lr-decay", type=float, metavar="FACTOR",
+                     help="factor per epoch for --schedule step (the notebook: 0.5)")
+    opt.add_argument("--warmup", type=float, metavar="EPOCHS", help="linear warm-up, in epochs")
+    opt.add_argument("--batch-size", type=int, metavar="N")
+    opt.add_argument("--epochs", type=int, metavar="N")
+    opt.add_argument("--seed", type=int, metavar="N", help="same seed and config: same result")
+    out = train.add_argument_group("output")
+    out.add_argument("--save", type=Path, metavar="PATH", help="write the trained model (.npz) here")
+    out.add_argument("--json", action="store_true",
+                     help="one JSON object per event on stdout (iteration, epoch, end)")
+    _add_data_dir(train)
+    train.set_defaults(func=cmd_train)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """The TrainConfig the options ask for; UsageError (exit 2) with the reason if it is invalid."""
+    from engine.config import ConfigError, TrainConfig
+
+    overrides = {field: getattr(args, option) for option, field in TRAIN_OPTIONS.items()
+                 if getattr(args, option) is not None}
+    try:
+        return TrainConfig.from_dict({"preset": args.preset, **overrides})
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def _check_save_path(path: Path | None) -> None:
+    """Fail before training, not after, if the model could not be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"--save {path} is a directory; give a file name such as {path / 'model.npz'}")
+    folder = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"--save {path}: cannot write in {existing}; choose a writable folder")
+
+
+class JsonLines:
+    """Listener: every event as one JSON object on a line of `stream`."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stdout
+
+    def __call__(self, event) -> None:
+        from engine.events import event_to_dict
+
+        self.stream.write(json.dumps(event_to_dict(event), allow_nan=False) + "\n")
+        if event.event != "iteration":
+            self.stream.flush()
+
+
+class EpochReport:
+    """Listener: a progress bar per epoch (stderr, with ETA) and one line per finished epoch,
+    in the notebook's words: `epoch 3/10  training_loss 0.1234  validation_acc 0.9712 ...`."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, stream=None):
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.stream = stream if stream is not None else sys.stdout
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        if event.event == "iteration":
+            if self.bar is None:
+                self.bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {event.epoch}/{self.epochs}",
+                                unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True,
+                                disable=None)  # no bar when stderr is not a terminal
+            self.bar.update(1)
+            if event.step % 25 == 0:
+                self.bar.set_postfix_str(f"loss {event.loss:.4f}", refresh=False)
+            return
+        self.close()
+        if event.event == "epoch":
+            print(f"epoch {event.epoch}/{self.epochs}  training_loss {event.train_loss:.4f}  "
+                  f"training_acc {event.train_accuracy:.4f}  validation_loss {event.val_loss:.4f}  "
+                  f"validation_acc {event.val_accuracy:.4f}  lr {event.learning_rate:.4g}  "
+                  f"{event.duration_s:.1f}s", file=self.stream, flush=True)
+        elif event.event == "end":
+            if event.status == "completed":
+                print(f"test_accuracy {event.test_accuracy:.4f}  ({event.epochs_completed} epochs in "
+                      f"{event.duration_s:.1f}s)", file=self.stream, flush=True)
+            elif event.status == "stopped":
+                accuracy = "" if event.test_accuracy is None else (
+                    f"  test_accuracy {event.test_accuracy:.4f}")
+                print(f"stopped after {event.steps_completed} steps ({event.epochs_completed} full "
+                      f"epochs){accuracy}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(control):
+    """While training, the first Ctrl-C asks the trainer to stop after the current iteration
+    (so the model can still be saved); a second one interrupts at once."""
+    def handler(signum, frame):
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        print("\nstopping after this iteration (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        control.stop()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.control import TrainingControl
+    from engine.data import MnistUnavailableError, load_mnist
+    from engine.model import save_model
+    from engine.trainer import Trainer
+
+    config = train_config_from_args(args)
+    _check_save_path(args.save)
+    _log_to_stderr("engine.data", quiet=args.json)
+    try:
+        data = load_mnist(args.data_dir)
+    except MnistUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    control = TrainingControl()
+    trainer = Trainer(config, data, control=control)
+    report = JsonLines() if args.json else EpochReport(config.epochs, trainer.steps_per_epoch)
+    trainer.listeners.append(report)
+    if not args.json:
+        layers = "-".join(str(n) for n in (784, *config.hidden_layers, 10))
+        print(f"training {layers} ({config.preset or 'custom'}: {config.optimizer} lr "
+              f"{config.learning_rate:g}, {config.lr_schedule} schedule, batch {config.batch_size}, "
+              f"{config.epochs} epochs, seed {config.seed}"
+              f"{', augmented' if config.augmentation.enabled else ''}) "
+              f"on {len(data.train_labels):,} digits", flush=True)
+    try:
+        with stop_on_interrupt(control):
+            end = trainer.run()
+    finally:
+        if isinstance(report, EpochReport):
+            report.close()
+
+    if end.status == "failed":
+        print(f"error: training failed: {end.reason}", file=sys.stderr)
+        return 1
+    if args.save:
+        path = save_model(trainer.model, args.save, {
+            "test_accuracy": end.test_accuracy, "status": end.status,
+            "epochs_completed": end.epochs_completed, "steps_completed": end.steps_completed,
+        })
+        print(f"saved model to {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0 if end.status == "completed" else 130
+
+
+# --- evaluate -------------------------------------------------------------------------------------
+def _add_evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="accuracy, per-class accuracy and confusion matrix of a saved model",
+        description="Evaluate a model saved by `train --save` (or the dashboard) on the MNIST test set.",
+    )
+    evaluate.add_argument("model", type=Path, help="a model .npz saved by MNIST Lab")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _add_data_dir(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+
+def format_confusion(matrix, per_class) -> list[str]:
+    """A confusion matrix table (rows: true digit, columns: predicted) with per-class accuracy."""
+    width = max(5, len(str(int(matrix.max()))) + 1)
+    lines = ["confusion matrix (rows: true digit, columns: predicted digit)",
+             "true " + "".join(f"{d:>{width}}" for d in range(len(matrix))) + "   accuracy"]
+    for digit, row in enumerate(matrix):
+        cells = "".join(f"{int(n):>{width}}" if n or i == digit else f"{'.':>{width}}"
+                        for i, n in enumerate(row))
+        lines.append(f"{digit:>4} {cells}   {100 * per_class[digit]:6.2f}%")
+    return lines
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.data import MnistUnavailableError, load_mnist
+    from engine.metrics import evaluate, per_class_accuracy
+    from engine.model import ModelError, load_model
+
+    try:
+        model, metadata = load_model(args.model)
+    except ModelError as error:
+        print(f"error: cannot load {args.model}: {error}", file=sys.stderr)
+        return 1
+    _log_to_stderr("engine.data", quiet=args.json)
+    try:
+        data = load_mnist(args.data_dir)
+    except MnistUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    result = evaluate(model, data.test_images, data.test_labels)
+    matrix = result.confusion_matrix(data.test_labels)
+    per_class = per_class_accuracy(matrix)
+    errors = int(len(data.test_labels) - matrix.trace())
+
+    if args.json:
+        print(json.dumps({
+            "model": str(args.model),
+            "config": model.config.to_dict(),
+            "metadata": metadata,
+            "samples": len(data.test_labels),
+            "accuracy": result.accuracy,
+            "loss": result.loss,
+            "errors": errors,
+            "per_class_accuracy": [float(a) for a in per_class],
+            "confusion_matrix": matrix.tolist(),
+        }, allow_nan=False))
+        return 0
+    config = model.config
+    layers = "-".join(str(n) for n in (784, *config.hidden_layers, 10))
+    saved = metadata.get("created", "unknown date")
+    print(f"model     {args.model}  ({layers} {config.activation}, preset {config.preset or 'custom'}, "
+          f"saved {saved})")
+    print(f"test set  {len(data.test_labels):,} digits")
+    print(f"accuracy  {100 * result.accuracy:.2f}%  ({errors} errors)   loss {result.loss:.4f}")
+    print()
+    for line in format_confusion(matrix, per_class):
+        print(line)
+    return 0
+
+
+# --- bench ----------------------------------------------------------------------------------------
+def _add_bench_parser(commands) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="time one training epoch against the BLAS limit (and PyTorch, if installed)",
+        description="Train the `default` architecture on real MNIST for a few epochs (batch 128) and "
+        "compare the median epoch time with the time its matrix multiplications alone need at the "
+        "sgemm speed measured in the same run, and with the same loop in PyTorch when it is installed.",
+    )
+    bench.add_argument("--epochs", type=int, default=3, metavar="N",
+                       help="timed epochs per engine (default 3; medians are reported)")
+    bench.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    bench.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    _add_data_dir(bench)
+    bench.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench import format_report, run_bench
+    from engine.data import MnistUnavailableError, load_mnist
+
+    if not 1 <= args.epochs <= 100:
+        raise UsageError(f"--epochs must be between 1 and 100, got {args.epochs}")
+    _log_to_stderr("engine.data", quiet=args.json)
+    try:
+        data = load_mnist(args.data_dir)
+    except MnistUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    result = run_bench(data, epochs=args.epochs, with_torch=not args.no_torch,
+                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(result, allow_nan=False))
+    else:
+        for line in format_report(result):
+            print(line)
     return 0
 
 
@@ -87,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("--json", action="store_true", help="one JSON object per preset")
     presets.set_defaults(func=cmd_presets)
 
+    _add_train_parser(commands)
+    _add_evaluate_parser(commands)
+    _add_bench_parser(commands)
     return parser
 
 
@@ -94,6 +421,8 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as error:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,132 @@
+"""`mnist-lab train`, `evaluate`, `presets` and `bench` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.model import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data_dir(mnist_dir, tmp_path_factory) -> Path:
+    """A data dir whose mnist/ folder is the verified MNIST."""
+    home = tmp_path_factory.mktemp("home")
+    (home / "mnist").symlink_to(mnist_dir.resolve(), target_is_directory=True)
+    return home
+
+
+def test_presets_lists_notebook_and_default(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("notebook") or "notebook " in out
+    assert "default " in out
+    assert main(["presets", "--json"]) == 0
+    names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
+    assert {"notebook", "default"} <= set(names)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--lr", "5000"], "learning_rate must be between"),
+    (["train", "--preset", "nope"], "unknown preset 'nope'"),
+    (["train", "--dropout", "0.99"], "dropout must be between"),
+    (["train", "--activation", "gelu"], "invalid choice: 'gelu'"),
+    (["train", "--epochs", "ten"], "invalid int value: 'ten'"),
+    (["train", "--save", "/"], "is a directory"),
+    (["bench", "--epochs", "0"], "--epochs must be between 1 and 100"),
+])
+def test_bad_options_exit_2_with_a_clear_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.mnist
+def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
+    model_path = tmp_path / "model.npz"
+    argv = ["train", "--hidden", "16", "--epochs", "2", "--batch-size", "1000", "--optimizer", "adam",
+            "--lr", "0.01", "--seed", "4", "--save", str(model_path), "--data-dir", str(data_dir), "--json"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]  # stdout holds JSON lines and nothing else
+    assert all(e["event"] in ("iteration", "epoch", "end") for e in events)
+    assert all(isinstance(e["epoch"], int) for e in events)
+    assert [e["event"] for e in events].count("iteration") == 2 * 60
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    end = events[-1]
+    assert end["event"] == "end" and end["status"] == "completed"
+    assert end["test_accuracy"] > 0.85
+
+    model, metadata = load_model(model_path)
+    assert model.config.hidden_layers == (16,) and model.config.seed == 4
+    assert metadata["test_accuracy"] == end["test_accuracy"]
+
+    assert main(["evaluate", str(model_path), "--data-dir", str(data_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == pytest.approx(end["test_accuracy"])
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == report["samples"] == 10000
+    assert np.trace(matrix) / 10000 == pytest.approx(report["accuracy"])
+    assert len(report["per_class_accuracy"]) == 10
+
+    assert main(["evaluate", str(model_path), "--data-dir", str(data_dir)]) == 0
+    text = capsys.readouterr().out
+    assert f"accuracy  {100 * report['accuracy']:.2f}%" in text
+    assert "confusion matrix (rows: true digit, columns: predicted digit)" in text
+
+
+@pytest.mark.mnist
+def test_train_prints_one_line_per_epoch(data_dir, capsys):
+    argv = ["train", "--preset", "notebook", "--hidden", "8", "--epochs", "2", "--batch-size", "2000",
+            "--data-dir", str(data_dir)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2
+    assert epoch_lines[1].startswith("epoch 2/2  training_loss ")
+    assert "validation_acc 0." in epoch_lines[1]
+    assert "test_accuracy 0." in out
+
+
+def test_evaluate_rejects_a_file_that_is_not_a_model(tmp_path, capsys):
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_text("hello")
+    assert main(["evaluate", str(bogus)]) == 1
+    assert "cannot load" in capsys.readouterr().err
+
+
+@pytest.mark.mnist
+def test_ctrl_c_stops_between_iterations_and_still_saves(data_dir, tmp_path):
+    model_path = tmp_path / "interrupted.npz"
+    command = [sys.executable, "-m", "engine", "train", "--hidden", "16", "--epochs", "50", "--json",
+               "--save", str(model_path), "--data-dir", str(data_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=ROOT)
+    try:
+        for _ in range(5):  # wait until training is under way
+            assert json.loads(process.stdout.readline())["event"] == "iteration"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert process.returncode == 130, err
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "stopped"
+    assert "stopping after this iteration" in err
+    model, metadata = load_model(model_path)
+    assert metadata["status"] == "stopped"
+    assert model.predict(np.zeros((1, 784), dtype=np.float32)).shape == (1,)
