@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -21,7 +25,7 @@ from app.limits import (
 from app.settings import Settings
 from engine.config import TrainConfig
 from engine.model import build_model
-from tests.app.liveserver import LiveServer, strict_json, wait_for, wait_for_status
+from tests.app.liveserver import REPO, LiveServer, strict_json, wait_for, wait_for_status
 
 
 def config(**values) -> TrainConfig:
@@ -77,6 +81,40 @@ def test_memory_estimate_grows_with_what_costs_memory():
     assert estimated_memory_bytes(config(hidden_layers=[128], batch_size=128, optimizer="adam")) > small
     assert estimated_memory_bytes(config(hidden_layers=[128], batch_size=8192, optimizer="sgd")) > small
     assert estimated_memory_bytes(config(hidden_layers=[1024], batch_size=128, optimizer="sgd")) > small
+
+
+MEASURE_PEAK = """
+import json, resource, sys
+from pathlib import Path
+from app.dataset import load_data
+from engine.config import TrainConfig
+from engine.control import TrainingControl
+from engine.trainer import Trainer
+
+config = TrainConfig.from_dict(json.loads(sys.argv[1]))
+control = TrainingControl()
+steps = []
+def listener(event):
+    if event.event == "iteration":
+        steps.append(event.step)
+        if len(steps) == 3:
+            control.stop()
+Trainer(config, load_data(Path(sys.argv[2]), 4096, 2000), [listener], control).run()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.mnist
+def test_memory_estimate_is_above_a_real_training_process_peak(tmp_path, mnist_dir):
+    """Three real training steps (and the evaluation after them) in a fresh process, as a worker
+    does them: its peak resident memory stays under the estimate the server refuses runs by."""
+    values = {"hidden_layers": [1024, 1024], "batch_size": 2048, "optimizer": "adam"}
+    done = subprocess.run([sys.executable, "-c", MEASURE_PEAK, json.dumps(values), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "MNIST_DIR": str(mnist_dir)})
+    assert done.returncode == 0, done.stderr
+    peak = int(done.stdout.strip().splitlines()[-1])
+    assert peak < estimated_memory_bytes(config(**values)), (peak, estimated_memory_bytes(config(**values)))
 
 
 def test_presets_fit_the_default_limits(tmp_path):
