@@ -1,4 +1,8 @@
-"""Dependencies the routes ask for: the services `create_app` put on `app.state`."""
+"""Dependencies the routes ask for: the services `create_app` put on `app.state`.
+
+All `async def`: FastAPI runs a plain `def` dependency in its threadpool, a thread hop per
+request that costs more than the whole prediction on a busy machine.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from app.runs import RunManager
 from app.settings import Settings
 
 
-def get_settings(connection: HTTPConnection) -> Settings:
+async def get_settings(connection: HTTPConnection) -> Settings:
     return connection.app.state.settings
 
 
-def get_runs(connection: HTTPConnection) -> RunManager:
+async def get_runs(connection: HTTPConnection) -> RunManager:
     return connection.app.state.runs
 
 
-def get_predictions(request: Request) -> PredictionService:
+async def get_predictions(request: Request) -> PredictionService:
     return request.app.state.predictions
 
 
-def get_inspector(request: Request) -> Inspector:
+async def get_inspector(request: Request) -> Inspector:
     return request.app.state.inspector
