@@ -23,5 +23,6 @@ def serve(args: argparse.Namespace) -> int:
     print(f"MNIST Lab on http://{settings.host}:{settings.port} (data in {settings.data_dir})",
           file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port,
-                log_level="warning", ws_max_size=1 << 20, timeout_graceful_shutdown=15)
+                log_level="warning", access_log=False, ws_max_size=1 << 20,
+                timeout_graceful_shutdown=15)
     return 0
