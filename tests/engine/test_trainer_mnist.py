@@ -26,4 +26,5 @@ def test_first_epoch_of_default_exceeds_95_percent(mnist_data):
     assert end.steps_completed == -(-60000 // config.batch_size)  # the last partial batch too
     assert epochs[0].val_accuracy > 0.95, f"test accuracy {epochs[0].val_accuracy:.4f} after 1 epoch"
     assert end.test_accuracy == epochs[0].val_accuracy
-    assert epochs[0].train_accuracy > 0.9
+    # running accuracy over the epoch's randomly distorted batches (default augments): about 0.84
+    assert epochs[0].train_accuracy > 0.8
