@@ -8,6 +8,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -249,3 +250,40 @@ def test_reads_and_predict_are_rate_limited_per_client(tmp_path):
         assert "too many requests" in strict_json(limited.text)["detail"]
         time.sleep(int(limited.headers["retry-after"]) + 0.1)
         assert client.get("/api/runs").status_code == 200
+
+
+# --- model files ----------------------------------------------------------------------------------------
+class _Payload:
+    """Unpickling this would create a file: proof that a pickle inside a model was executed."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.mnist
+def test_a_model_file_with_a_pickle_inside_is_refused_not_executed(tmp_path, mnist_dir):
+    env = {"MNIST_DIR": str(mnist_dir), "MNIST_LAB_TRAIN_SUBSET": "300", "MNIST_LAB_TEST_SUBSET": "100"}
+    marker = tmp_path / "pickle-ran"
+    with LiveServer(tmp_path / "data", env=env) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        run_id = client.post("/api/runs", json={"hidden_layers": [8], "epochs": 1}).json()["id"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/runs/{run_id}").json()["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        pixels = {"pixels": [0.0] * 784, "run_id": run_id}
+        assert client.post("/predict", json=pixels).status_code == 200
+        model_path = tmp_path / "data" / "models" / f"run-{run_id}.npz"
+        payload = np.empty(1, dtype=object)
+        payload[0] = _Payload(str(marker))
+        with open(model_path, "wb") as out:  # same name, new contents: the cache must reload it
+            np.savez(out, **{"layer0.weight": payload})
+        refused = client.post("/predict", json=pixels)
+        assert refused.status_code == 409, refused.text
+        assert "model" in refused.json()["detail"]
+        assert client.get(f"/api/runs/{run_id}/evaluation").status_code == 409
+        assert not marker.exists()
+        assert client.get("/healthz").status_code == 200
