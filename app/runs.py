@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from app.broadcast import RunFeed
 from app.executor import Executor, RunHandle
 from app.settings import Settings
 from app.store import Store
-from app.worker import RunJob
+from app.worker import PENDING_SUFFIX, RunJob
 from engine.config import TrainConfig
 
 logger = logging.getLogger("app.runs")
@@ -76,6 +77,8 @@ class RunManager:
         interrupted = self.store.mark_interrupted()
         if interrupted:
             logger.warning("runs %s were interrupted by the previous server's end", interrupted)
+        for leftover in self.settings.models_dir.glob(f"*{PENDING_SUFFIX}"):
+            leftover.unlink(missing_ok=True)  # checkpoints the last server never took over
         for row in self.store.runs():
             row["has_model"] = row["has_model"] and self.settings.model_path(row["id"]).is_file()
             self._rows[row["id"]] = row
@@ -325,6 +328,12 @@ class RunManager:
                                   best_val_accuracy=best)
             live.feed.add_epoch(epoch)
         elif kind == "checkpoint":
+            # The epoch it belongs to is stored (its event came first): now the model may show.
+            try:
+                os.replace(event["path"], self.settings.model_path(run_id))
+            except OSError:
+                logger.exception("could not move the checkpoint of run %s into place", run_id)
+                return
             row["has_model"] = True
             self.store.update_run(run_id, has_model=True)
         elif kind == "start":
@@ -360,6 +369,8 @@ class RunManager:
         if self._live.pop(run_id, None) is None:
             return
         self._flush(live)
+        for leftover in self.settings.models_dir.glob(f"run-{run_id}.epoch-*{PENDING_SUFFIX}"):
+            leftover.unlink(missing_ok=True)  # saved by a worker that died before reporting it
         row = self._rows[run_id]
         if live.started is not None and values.get("duration_s") is None:
             values["duration_s"] = time.monotonic() - live.started

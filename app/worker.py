@@ -2,7 +2,8 @@
 
 Everything the server learns about a run comes through `events` (a multiprocessing queue) as
 plain dicts with an "event" key: `start`, `iterations` (points batched ~20 times a second),
-`epoch`, `checkpoint` (a model file was written), `pause`, and exactly one `end`, last.
+`epoch`, `checkpoint` (a model file was written at `path`; the server moves it into place),
+`pause`, and exactly one `end`, last.
 """
 
 from __future__ import annotations
@@ -122,9 +123,19 @@ class _Forwarder:
     def save(self, epoch: int, **extra: Any) -> None:
         from engine.model import save_model
 
-        save_model(self.trainer.model, self.job.model_path,
-                   {"run_id": self.job.run_id, "epoch": epoch, **extra})
-        self.events.put({"event": "checkpoint", "epoch": epoch})
+        # Written next to the run's model under a name of its own; the server moves it into place
+        # once it has stored the epoch, so the model on disk never runs ahead of the record.
+        path = pending_model_path(self.job.model_path, epoch)
+        save_model(self.trainer.model, path, {"run_id": self.job.run_id, "epoch": epoch, **extra})
+        self.events.put({"event": "checkpoint", "epoch": epoch, "path": str(path)})
+
+
+def pending_model_path(model_path: Path, epoch: int) -> Path:
+    """Where a worker saves the checkpoint of `epoch` before the server takes it over."""
+    return model_path.with_name(f"{model_path.stem}.epoch-{epoch}{PENDING_SUFFIX}")
+
+
+PENDING_SUFFIX = ".part.npz"
 
 
 def _fields(event) -> dict[str, Any]:
