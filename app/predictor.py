@@ -71,6 +71,9 @@ def probabilities(model: Sequential, inputs: np.ndarray) -> np.ndarray:
 
 
 # --- pixels ------------------------------------------------------------------------------------------
+_NUMBER_TYPES = frozenset((float, int))
+
+
 def parse_pixels(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
     """`{"pixels": ...}` → ((N, 784) float32 in 0..1, whether it was a batch)."""
     if not isinstance(value, list) or not value:
@@ -90,8 +93,8 @@ def parse_pixels(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
         if len(row) != N_PIXELS:
             raise InputError(f"{where} has {len(row)} values; expected {N_PIXELS} "
                              "(28x28, row-major)")
-        if not all(type(item) is float or type(item) is int for item in row):
-            bad = next(item for item in row if type(item) not in (float, int))
+        if not set(map(type, row)) <= _NUMBER_TYPES:  # bool is not a number here
+            bad = next(item for item in row if type(item) not in _NUMBER_TYPES)
             raise InputError(f"{where} must hold only numbers in 0..1, found {bad!r}")
     try:
         array = np.array(rows, dtype=np.float64)

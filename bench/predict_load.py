@@ -91,6 +91,11 @@ async def load(port: int, payload: bytes, rate: float, seconds: float, connectio
     return latencies, errors, elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def payload_for(kind: str, mnist_dir: Path) -> bytes:
     from engine.data import read_mnist_dir
 
@@ -131,8 +136,10 @@ def main() -> int:
                      "the first epoch")
             asyncio.run(load(server.port, payload, args.rate, args.warmup, args.connections))
             before = client.get(f"/api/runs/{run['id']}").json()["progress"]["step"]
+            cpu_before = cpu_seconds(server.pid)
             latencies, errors, elapsed = asyncio.run(
                 load(server.port, payload, args.rate, args.seconds, args.connections))
+            server_cpu = cpu_seconds(server.pid) - cpu_before
             after = client.get(f"/api/runs/{run['id']}").json()
             client.post(f"/api/runs/{run['id']}/stop")
     latencies.sort()
@@ -148,6 +155,10 @@ def main() -> int:
                        "max": round(1000 * latencies[-1], 2),
                        "mean": round(1000 * statistics.fmean(latencies), 2)},
         "errors": dict(errors),
+        # CPU the server process spent per request (its user + system time, its training worker
+        # excluded): what the load costs, whatever else the machine is doing.
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(latencies)), 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "training_during_window": {"status": after["status"],
                                    "steps": after["progress"]["step"] - before,
                                    "samples_per_second": after["progress"]["samples_per_second"]},

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app import schemas
-from app.deps import get_predictions, get_runs
 from app.predictor import InputError, NoModel, PredictionService
 from app.runs import RunManager
 
@@ -21,11 +20,13 @@ router = APIRouter()
              openapi_extra={"requestBody": schemas.PREDICT_BODY},
              responses={409: {"model": schemas.Error}, 413: {"model": schemas.Error},
                         422: {"model": schemas.Error}})
-async def predict(request: Request, runs: Annotated[RunManager, Depends(get_runs)],
-                  service: Annotated[PredictionService, Depends(get_predictions)]):
+async def predict(request: Request):
     """Predict with a run's model (`run_id`) or the active model. During training the run's
     latest epoch is used. Send JSON `{"pixels": [...]}` or `{"image": "data:image/png;base64,..."}`,
     or a multipart upload with the field `file`."""
+    # The services come straight from app.state: dependency injection is measurable at 500 req/s.
+    runs: RunManager = request.app.state.runs
+    service: PredictionService = request.app.state.predictions
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         data, run_id = await _read_upload(request)
