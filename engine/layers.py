@@ -3,6 +3,10 @@
 Every layer maps a batch `x` of shape (batch, features) to `y`. `backward(dy)` receives dL/dy, stores
 dL/d(parameter) in each `Parameter.grad` and returns dL/dx: the chain rule, one layer at a time.
 All arrays are float32 unless a caller asks for float64 (the gradient checks do).
+
+Speed without obscurity: in training mode a layer writes its output into a buffer it owns and reuses
+next step (`Layer.buffer`), and `backward` may overwrite the `dy` it is given. Inference
+(`training=False`) always returns fresh arrays, so predictions can be kept and shared across threads.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ class Layer:
     """Base class: a layer without parameters that passes its input through unchanged."""
 
     parameters: tuple[Parameter, ...] = ()
+
+    def buffer(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A scratch array owned by this layer, reallocated only when the shape or dtype changes."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        array = buffers.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = buffers[name] = np.empty(shape, dtype=dtype)
+        return array
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return x
@@ -85,15 +97,21 @@ class Dense(Layer):
         return self.W.value.shape
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._x = x if training else None
-        y = x @ self.W.value
+        if not training:
+            self._x = None
+            return x @ self.W.value + self.b.value
+        self._x = x
+        y = np.matmul(x, self.W.value, out=self.buffer("y", (len(x), self.shape[1]), x.dtype))
         y += self.b.value
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         np.matmul(self._x.T, dy, out=self.W.grad)
         np.sum(dy, axis=0, out=self.b.grad)
-        return dy @ self.W.value.T if self.needs_input_grad else None
+        if not self.needs_input_grad:
+            return None
+        dx = self.buffer("dx", self._x.shape, dy.dtype)
+        return np.matmul(dy, self.W.value.T, out=dx)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"W": self.W.value, "b": self.b.value}
@@ -104,12 +122,13 @@ class ReLU(Layer):
     """y = max(0, x); dy/dx = 1 where x > 0, else 0."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        y = np.maximum(x, 0)
-        self._y = y if training else None
-        return y
+        if not training:
+            return np.maximum(x, 0)
+        self._y = np.maximum(x, 0, out=self.buffer("y", x.shape, x.dtype))
+        return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return dy * (self._y > 0)
+        return np.multiply(dy, self._y > 0, out=dy)  # in place: one pass, no new array
 
 
 class LeakyReLU(Layer):

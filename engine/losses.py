@@ -13,19 +13,22 @@ import numpy as np
 
 class SoftmaxCrossEntropy:
     def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        """Mean cross-entropy of the batch; remembers the probabilities for `backward`."""
+        """Mean cross-entropy of the batch; remembers the probabilities for `backward`.
+
+        With s = z - max(z): log softmax(z)[y] = s[y] - log Σ e^s, and Σ e^s >= 1 never underflows.
+        """
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         total = exp.sum(axis=1, keepdims=True)
-        rows = np.arange(len(labels))
-        log_likelihood = shifted[rows, labels] - np.log(total[:, 0])
+        self._rows = np.arange(len(labels))
+        log_likelihood_sum = shifted[self._rows, labels].sum() - np.log(total).sum()
         exp /= total
         self.probabilities = exp
         self._labels = labels
-        return float(-log_likelihood.mean())
+        return float(-log_likelihood_sum / len(labels))
 
     def backward(self) -> np.ndarray:
         grad = self.probabilities.copy()
-        grad[np.arange(len(self._labels)), self._labels] -= 1
-        grad /= len(self._labels)
+        grad[self._rows, self._labels] -= 1
+        grad *= grad.dtype.type(1.0 / len(self._labels))
         return grad

@@ -16,10 +16,14 @@ class Optimizer(ABC):
     def __init__(self, parameters: list[Parameter], weight_decay: float = 0.0):
         self.parameters = list(parameters)
         self.weight_decay = weight_decay
+        # One scratch array per parameter, so that a step allocates nothing: the updates are
+        # memory-bound, and for the first layer's weights each pass costs as much as a small matmul.
+        self.scratch = [np.empty_like(p.value) for p in self.parameters]
 
     def gradient(self, p: Parameter) -> np.ndarray:
+        """g = dL/dw, plus λw for weights when weight decay is on (added into p.grad in place)."""
         if self.weight_decay and p.decay:
-            return p.grad + p.value.dtype.type(self.weight_decay) * p.value
+            p.grad += p.value.dtype.type(self.weight_decay) * p.value
         return p.grad
 
     @abstractmethod
@@ -31,8 +35,8 @@ class SGD(Optimizer):
     """w ← w - η g."""
 
     def step(self, learning_rate: float) -> None:
-        for p in self.parameters:
-            p.value -= p.value.dtype.type(learning_rate) * self.gradient(p)
+        for p, scratch in zip(self.parameters, self.scratch, strict=True):
+            p.value -= np.multiply(self.gradient(p), learning_rate, out=scratch)
 
 
 class Momentum(Optimizer):
@@ -46,16 +50,17 @@ class Momentum(Optimizer):
         self.velocity = [np.zeros_like(p.value) for p in self.parameters]
 
     def step(self, learning_rate: float) -> None:
-        for p, v in zip(self.parameters, self.velocity, strict=True):
+        for p, v, scratch in zip(self.parameters, self.velocity, self.scratch, strict=True):
             g = self.gradient(p)
-            mu = p.value.dtype.type(self.momentum)
-            lr = p.value.dtype.type(learning_rate)
-            v *= mu
+            v *= self.momentum
             v += g
             if self.nesterov:
-                p.value -= lr * (g + mu * v)
+                step = np.multiply(v, self.momentum, out=scratch)
+                step += g
+                step *= learning_rate
             else:
-                p.value -= lr * v
+                step = np.multiply(v, learning_rate, out=scratch)
+            p.value -= step
 
 
 class Adam(Optimizer):
@@ -77,14 +82,17 @@ class Adam(Optimizer):
         # Fold both bias corrections into the step size: η_t = η sqrt(1-β2^t) / (1-β1^t).
         step_size = learning_rate * np.sqrt(correction2) / correction1
         eps = self.eps * np.sqrt(correction2)
-        for p, m, v in zip(self.parameters, self.m, self.v, strict=True):
+        for p, m, v, scratch in zip(self.parameters, self.m, self.v, self.scratch, strict=True):
             g = self.gradient(p)
-            dtype = p.value.dtype.type
-            m *= dtype(self.beta1)
-            m += dtype(1 - self.beta1) * g
-            v *= dtype(self.beta2)
-            v += dtype(1 - self.beta2) * (g * g)
-            p.value -= dtype(step_size) * m / (np.sqrt(v) + dtype(eps))
+            m *= self.beta1
+            m += np.multiply(g, 1 - self.beta1, out=scratch)
+            v *= self.beta2
+            v += np.multiply(np.square(g, out=scratch), 1 - self.beta2, out=scratch)
+            denominator = np.sqrt(v, out=scratch)
+            denominator += eps
+            update = np.divide(m, denominator, out=scratch)
+            update *= step_size
+            p.value -= update
 
 
 def make_optimizer(name: str, parameters, momentum: float = 0.9, weight_decay: float = 0.0
