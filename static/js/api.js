@@ -40,12 +40,40 @@ const STATUS_TEXT = {
   503: 'The server is busy or starting up; try again in a moment',
 };
 
+// The server's token (MNIST_LAB_TOKEN) when it asks for one; kept in this browser only.
+const TOKEN_KEY = 'mnist-lab-token';
+let token = null;
+try {
+  token = localStorage.getItem(TOKEN_KEY);
+} catch {
+  token = null; // storage disabled: the token lives as long as the page
+}
+let onAuthNeeded = () => {};
+
+export const hasToken = () => Boolean(token);
+
+export function setToken(value) {
+  token = value || null;
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* kept in memory only */
+  }
+}
+
+/** Called with the server's message when a change is refused for want of the right token. */
+export function whenAuthNeeded(handler) {
+  onAuthNeeded = handler;
+}
+
 /**
  * Send a request and return the parsed JSON answer (or null for 204).
  * `body` is sent as JSON unless it is FormData.
  */
 export async function request(method, path, body = undefined, { signal } = {}) {
   const init = { method, headers: { Accept: 'application/json' }, signal };
+  if (token && method !== 'GET') init.headers.Authorization = `Bearer ${token}`;
   if (body instanceof FormData) {
     init.body = body;
   } else if (body !== undefined) {
@@ -70,7 +98,11 @@ export async function request(method, path, body = undefined, { signal } = {}) {
   if (!response.ok) {
     const fromServer = data ? describeDetail(data.detail) : '';
     const fallback = STATUS_TEXT[response.status] ?? `The server answered ${response.status}`;
-    throw new ApiError(fromServer || `${fallback}.`, response.status, data?.detail ?? null);
+    const error = new ApiError(fromServer || `${fallback}.`, response.status, data?.detail ?? null);
+    if (response.status === 401 || (response.status === 403 && response.headers.has('WWW-Authenticate'))) {
+      onAuthNeeded(error.message);
+    }
+    throw error;
   }
   return data;
 }

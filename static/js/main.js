@@ -2,6 +2,7 @@
 // and keeps the history fresh. Widgets live in their own modules and draw from `state`.
 
 import { api } from './api.js';
+import { initAuth } from './auth.js';
 import { initDrawing } from './canvas.js';
 import { initControls } from './controls.js';
 import { initEvaluation } from './evaluation.js';
@@ -235,6 +236,7 @@ function start() {
   initDrawing();
   initRuns({ watchRun, refreshRuns, refreshActiveModel });
   initEvaluation();
+  initAuth();
 
   on('active-model', renderModelPill);
   on('watched', renderConnection);

@@ -7,7 +7,8 @@
 import { api } from './api.js';
 
 const FIRST_DELAY_MS = 500;
-const MAX_DELAY_MS = 15000;
+const MAX_DELAY_MS = 10000;
+const BACKOFF = 1.6; // 0.5 s, 0.8 s, 1.3 s, 2 s, 3.3 s ... 10 s
 
 export class RunStream {
   /**
@@ -110,7 +111,7 @@ export class RunStream {
 
   scheduleReconnect() {
     if (this.closed) return;
-    const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.attempts);
+    const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * BACKOFF ** this.attempts);
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
     this.attempts += 1;
     const retryAt = Date.now() + delay;
@@ -139,7 +140,13 @@ export class RunStream {
         this.attempts = 0;
         if (message.iterations?.length) await this.fillGap(message.iterations[0].step);
         this.handlers.onSnapshot(message);
-        this.handlers.onConnection('live', null);
+        if (this.handlers.runFinished()) {
+          // For a run that has ended the snapshot is the last message: free the server's slot.
+          this.close();
+          this.handlers.onConnection('idle', null);
+        } else {
+          this.handlers.onConnection('live', null);
+        }
         break;
       case 'iterations':
         if (message.points?.length) {

@@ -14,11 +14,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # reported by the playwright_browser fixture: a skip, or a failure in CI
+    expect = sync_playwright = None
+else:
+    # The machine may be busy (training runs in other processes): give the page time to answer.
+    expect.set_options(timeout=20_000)
 
 from tests.conftest import missing_requirement
 
@@ -53,6 +61,7 @@ class Server:
     port: int
     data_dir: Path
     mnist_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     client: httpx.Client | None = None
 
@@ -68,6 +77,7 @@ class Server:
             "MNIST_DIR": str(self.mnist_dir),
             "MNIST_LAB_TRAIN_SUBSET": str(TRAIN_SUBSET),
             "MNIST_LAB_TEST_SUBSET": str(TEST_SUBSET),
+            **self.extra_env,
         }
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(
@@ -139,17 +149,15 @@ class Server:
         return self.api.get(f"/api/runs/{run_id}").json()
 
 
-def _launch_server(tmp_path_factory, mnist_dir: Path, name: str) -> Server:
+def _launch_server(tmp_path_factory, mnist_dir: Path, name: str, **env: str) -> Server:
     data_dir = tmp_path_factory.mktemp(name)
     port = free_port()
-    return Server(f"http://127.0.0.1:{port}", port, data_dir, mnist_dir).start()
+    return Server(f"http://127.0.0.1:{port}", port, data_dir, mnist_dir, env).start()
 
 
 @pytest.fixture(scope="session")
 def playwright_browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
+    if sync_playwright is None:
         missing_requirement("Playwright for Python is not installed (pip install -e '.[dev]')")
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         missing_requirement(f"Chromium not found at {CHROMIUM}; `make chromium` installs it")
@@ -183,11 +191,12 @@ def fresh_server(tmp_path_factory, mnist_dir) -> Iterator[Server]:
 
 @pytest.fixture
 def server_factory(tmp_path_factory, mnist_dir):
-    """Servers the test itself starts and stops (a restart keeps the port and the data dir)."""
+    """Servers the test itself starts and stops (a restart keeps the port and the data dir);
+    keyword arguments are extra environment variables."""
     started: list[Server] = []
 
-    def make() -> Server:
-        instance = _launch_server(tmp_path_factory, mnist_dir, "restart-server")
+    def make(**env: str) -> Server:
+        instance = _launch_server(tmp_path_factory, mnist_dir, "own-server", **env)
         started.append(instance)
         return instance
 

@@ -118,27 +118,32 @@ def test_a_run_started_from_a_preset_updates_the_charts_live(server: Server, new
         str(notebook["hidden_layers"][0]))
     expect(page.get_by_label("Optimizer")).to_have_value(notebook["optimizer"])
     expect(page.get_by_label("Schedule")).to_have_value(notebook["lr_schedule"])
-    configure(page, epochs=3, batch=32)
-    # Record every value the chart's point count takes, to see it grow while training.
+    configure(page, epochs=3, batch=64)
+    # Record every value the charts' counts take, to see them grow while the run trains.
     page.evaluate("""() => {
-        window.seenPoints = new Set();
-        const chart = document.querySelector('[data-testid=loss-chart]');
-        new MutationObserver(() => window.seenPoints.add(chart.dataset.points))
-            .observe(chart, {attributes: true, attributeFilter: ['data-points']});
+        window.seen = {points: new Set(), epochs: new Set()};
+        const watch = (testid, attribute, into) => {
+            const chart = document.querySelector(`[data-testid=${testid}]`);
+            new MutationObserver((records) => {
+                for (const record of records) into.add(Number(record.oldValue));
+                into.add(Number(chart.getAttribute(attribute)));
+            }).observe(chart, {attributes: true, attributeOldValue: true,
+                               attributeFilter: [attribute]});
+        };
+        watch('loss-chart', 'data-points', window.seen.points);
+        watch('accuracy-chart', 'data-epochs', window.seen.epochs);
     }""")
 
     run_id = start(page, server)
-    accuracy = page.get_by_test_id("accuracy-chart")
-    expect(accuracy).to_have_attribute("data-epochs", "1", timeout=60_000)
-    expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=60_000)
-    expect(accuracy).to_have_attribute("data-epochs", "3")
-
+    expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=90_000)
+    expect(page.get_by_test_id("accuracy-chart")).to_have_attribute("data-epochs", "3")
     run = server.run(run_id)
     assert run["config"]["preset"] == "notebook" and run["config"]["epochs"] == 3
     expect(page.get_by_test_id("loss-chart")).to_have_attribute(
         "data-points", str(server_points(server, run_id)))
-    seen = page.evaluate("() => [...window.seenPoints].map(Number)")
-    assert len([n for n in seen if 0 < n < run["progress"]["steps_total"]]) >= 3, seen
+    seen = page.evaluate("() => ({points: [...window.seen.points], epochs: [...window.seen.epochs]})")
+    assert len([n for n in seen["points"] if 0 < n < run["progress"]["steps_total"]]) >= 2, seen
+    assert {1, 2, 3} <= set(seen["epochs"]), seen
     expect(page.get_by_test_id("progress")).to_contain_text("3 / 3")
     # A finished run evaluates itself: the confusion matrix covers every test digit.
     matrix = page.get_by_test_id("confusion-matrix")
@@ -339,6 +344,30 @@ def test_the_page_reconnects_after_a_server_restart(server_factory, new_page):
     expect(page.get_by_test_id("run-status")).to_have_text("interrupted")
     expect(page.get_by_test_id("loss-chart")).to_have_attribute(
         "data-points", str(server_points(server, run_id)))
+
+
+def test_a_server_with_a_token_asks_the_user_for_it(server_factory, new_page):
+    token = "a-token-for-the-browser-test"
+    server = server_factory(MNIST_LAB_TOKEN=token)
+    page = new_page(server.url)
+    expect(page.locator("#token-button")).to_have_text("Enter token")
+    configure(page, epochs=1, layer=16)
+    page.get_by_test_id("start-run").click()
+    dialog = page.locator("#token-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Authorization: Bearer")
+    token_field = dialog.get_by_label("Token")
+    token_field.fill("not-the-token-of-this-server")
+    token_field.press("Enter")
+    expect(dialog).to_be_hidden()
+    page.get_by_test_id("start-run").click()
+    expect(dialog).to_contain_text("not this server's token")
+    assert server.runs() == []
+
+    token_field.fill(token)
+    token_field.press("Enter")
+    expect(page.locator("#token-button")).to_have_text("Token set")
+    start(page, server)  # the run exists: the server took the token
 
 
 def test_dashboard_screenshots(server: Server, trained, new_page):
