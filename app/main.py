@@ -57,8 +57,8 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    app.include_router(predict.router)  # first: the hot path is matched before anything else
     app.include_router(runs.router)
-    app.include_router(predict.router)
     app.include_router(stream.router)
     app.include_router(pages.router)
     static = pages.asset_dir("static")
