@@ -90,6 +90,30 @@ function formatLogTick(value) {
   return String(+value.toPrecision(3));
 }
 
+// Extents of value arrays, remembered per array and extended as the array grows: series arrays
+// only ever grow by appending (the stream adds points), so a redraw scans only the new values.
+const extents = new WeakMap();
+
+function valueExtent(values, n) {
+  let e = extents.get(values);
+  if (!e || e.n > n) {
+    e = { n: 0, min: Infinity, max: -Infinity, minPositive: Infinity, maxPositive: -Infinity };
+    extents.set(values, e);
+  }
+  for (let i = e.n; i < n; i += 1) {
+    const y = values[i];
+    if (!Number.isFinite(y)) continue;
+    if (y < e.min) e.min = y;
+    if (y > e.max) e.max = y;
+    if (y > 0) {
+      if (y < e.minPositive) e.minPositive = y;
+      if (y > e.maxPositive) e.maxPositive = y;
+    }
+  }
+  e.n = n;
+  return e;
+}
+
 /** Index of the element of sorted `xs[0..n)` nearest to `x`. */
 function nearestIndex(xs, n, x) {
   let low = 0;
@@ -144,7 +168,11 @@ export class LineChart {
     });
   }
 
-  /** series: [{label, xs, ys, color | colorIndex, width, dash, alpha, markers, legend, hover}] */
+  /**
+   * series: [{label, xs, ys, color | colorIndex, width, dash, alpha, markers, legend, hover}].
+   * xs ascending. The arrays may grow between draws, but values already there must not change
+   * (give a new array instead): their extents are cached.
+   */
   setSeries(series) {
     this.series = series;
     this.renderLegend();
@@ -403,17 +431,11 @@ export class LineChart {
       if (n === 0 || s.scale === false) continue;
       xMin = Math.min(xMin, s.xs[0]);
       xMax = Math.max(xMax, s.xs[n - 1]);
-      const ys = s.ys;
-      for (let i = 0; i < n; i += 1) {
-        const y = ys[i];
-        if (!Number.isFinite(y)) continue;
-        if (y < yMin) yMin = y;
-        if (y > yMax) yMax = y;
-        if (y > 0) {
-          if (y < yMinPositive) yMinPositive = y;
-          if (y > yMaxPositive) yMaxPositive = y;
-        }
-      }
+      const e = valueExtent(s.ys, n);
+      yMin = Math.min(yMin, e.min);
+      yMax = Math.max(yMax, e.max);
+      yMinPositive = Math.min(yMinPositive, e.minPositive);
+      yMaxPositive = Math.max(yMaxPositive, e.maxPositive);
     }
     if (!Number.isFinite(xMin) || !Number.isFinite(yMin)) return null;
     if (this.logY && !Number.isFinite(yMinPositive)) return null;
@@ -427,12 +449,17 @@ export class LineChart {
   /**
    * One polyline per series. Points that fall into the same pixel column collapse to the first,
    * lowest, highest and last value of that column, which keeps every spike visible while the
-   * path never has more than about four vertices per column.
+   * path never has more than four vertices per column. The per-point work stays in data units
+   * (the y mapping is monotonic, also on a log axis), so only those vertices are transformed.
    */
   drawSeries(s, toPx, toPy) {
     const { ctx } = this;
     const n = Math.min(s.xs.length, s.ys.length);
     if (n === 0) return;
+    const { xs, ys } = s;
+    const logY = this.logY;
+    const { left, plotWidth, x0, x1 } = this.layout;
+    const xScale = plotWidth / (x1 - x0);
     const color = this.colorOf(s);
     ctx.strokeStyle = color;
     ctx.globalAlpha = s.alpha ?? 1;
@@ -441,43 +468,42 @@ export class LineChart {
     ctx.lineCap = 'round';
     ctx.setLineDash(s.dash ?? []);
     ctx.beginPath();
-    const logY = this.logY;
-    let column = null;
     let started = false;
+    let column = NaN;
+    let columnX = 0;
     let first = 0;
     let low = 0;
     let high = 0;
     let last = 0;
     let count = 0;
-    let columnX = 0;
     const flush = () => {
-      if (column === null) return;
+      if (count === 0) return;
+      const firstY = toPy(first);
       if (!started) {
-        ctx.moveTo(columnX, first);
+        ctx.moveTo(columnX, firstY);
         started = true;
-      } else ctx.lineTo(columnX, first);
+      } else ctx.lineTo(columnX, firstY);
       if (count > 1) {
-        ctx.lineTo(columnX, low);
-        ctx.lineTo(columnX, high);
-        ctx.lineTo(columnX, last);
+        ctx.lineTo(columnX, toPy(low));
+        ctx.lineTo(columnX, toPy(high));
+        ctx.lineTo(columnX, toPy(last));
       }
     };
     for (let i = 0; i < n; i += 1) {
-      const y = s.ys[i];
-      if (!Number.isFinite(y) || (logY && y <= 0)) continue;
-      const px = toPx(s.xs[i]);
-      const py = toPy(y);
+      const y = ys[i];
+      if (!(y === y && y !== Infinity && y !== -Infinity) || (logY && y <= 0)) continue;
+      const px = left + (xs[i] - x0) * xScale;
       const c = Math.floor(px);
       if (c !== column) {
         flush();
         column = c;
         columnX = px;
-        first = low = high = last = py;
+        first = low = high = last = y;
         count = 1;
       } else {
-        if (py < low) low = py;
-        if (py > high) high = py;
-        last = py;
+        if (y < low) low = y;
+        else if (y > high) high = y;
+        last = y;
         count += 1;
         columnX = c + 0.5;
       }
@@ -491,10 +517,10 @@ export class LineChart {
       ctx.strokeStyle = theme.surface;
       ctx.lineWidth = 1.5;
       for (let i = 0; i < n; i += 1) {
-        const y = s.ys[i];
+        const y = ys[i];
         if (!Number.isFinite(y) || (logY && y <= 0)) continue;
         ctx.beginPath();
-        ctx.arc(toPx(s.xs[i]), toPy(y), 3.2, 0, Math.PI * 2);
+        ctx.arc(toPx(xs[i]), toPy(y), 3.2, 0, Math.PI * 2);
         ctx.fill();
         ctx.stroke();
       }
