@@ -1,6 +1,6 @@
 """`mnist-lab bench`: how fast is one training epoch, against the hardware and against PyTorch?
 
-Three measurements, interleaved epoch by epoch so that they share the same (possibly noisy) machine:
+Three measurements, interleaved every 25 steps so that they share the same (possibly noisy) machine:
 
 - epoch_seconds: the engine's Trainer on the `default` architecture, batch 128, real MNIST, timed
   from the start of an epoch to its last optimisation step (shuffling, batching, forward, backward,
@@ -12,7 +12,9 @@ Three measurements, interleaved epoch by epoch so that they share the same (poss
 - torch_epoch_seconds (when PyTorch is installed): the same model, batch, optimiser and loop in
   PyTorch, with torch.set_num_threads set to the same thread count.
 
-A warm-up epoch of each is run first and discarded; medians of the timed epochs are reported.
+Every 25 engine steps, a listener runs one sgemm probe round and 25 PyTorch steps, and their time is
+subtracted from the engine's epoch. A warm-up epoch of each is run first and discarded; medians of
+the timed epochs are reported (the limit: per epoch, the median of its probe rounds).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def backprop_matmuls(layer_sizes: tuple[int, ...], batch: int = BATCH_SIZE) -> l
 class SgemmProbe:
     """Times each product with preallocated float32 operands and np.matmul(..., out=...)."""
 
-    def __init__(self, products: list[Matmul], seconds_per_product: float = 0.04):
+    def __init__(self, products: list[Matmul], seconds_per_product: float = 0.0):
         rng = np.random.default_rng(0)
         self.seconds_per_product = seconds_per_product
         self.operands = []
@@ -96,46 +98,24 @@ class SgemmProbe:
                                   np.empty((p.m, p.n), dtype=np.float32)))
 
     def seconds_per_call(self) -> dict[str, float]:
-        """Median time of one call of each product, over repeats lasting ~seconds_per_product."""
+        """Median time of one call of each product: 5 calls at least, after one to warm up."""
         timings = {}
         for p, a, b, out in self.operands:
-            np.matmul(a, b, out=out)  # warm the caches and the thread pool
+            np.matmul(a, b, out=out)
             samples = []
             deadline = time.perf_counter() + self.seconds_per_product
-            while len(samples) < 3 or time.perf_counter() < deadline:
+            while len(samples) < 5 or time.perf_counter() < deadline:
                 started = time.perf_counter()
-                for _ in range(5):
-                    np.matmul(a, b, out=out)
-                samples.append((time.perf_counter() - started) / 5)
+                np.matmul(a, b, out=out)
+                samples.append(time.perf_counter() - started)
             timings[p.name] = statistics.median(samples)
         return timings
 
 
-# --- the engine -----------------------------------------------------------------------------------
-class EpochClock:
-    """Trainer listener: each epoch's training time, from its start to its last step (validation out).
-
-    After each epoch it calls `between_epochs()` (the other measurements), outside the timed span.
-    """
-
-    def __init__(self, between_epochs: Callable[[int], None]):
-        self.between_epochs = between_epochs
-        self.epoch_seconds: list[float] = []
-        self._epoch_started = time.perf_counter()
-        self._last_step = self._epoch_started
-
-    def __call__(self, event) -> None:
-        if event.event == "iteration":
-            self._last_step = time.perf_counter()
-        elif event.event == "epoch":
-            self.epoch_seconds.append(self._last_step - self._epoch_started)
-            self.between_epochs(event.epoch)
-            self._epoch_started = time.perf_counter()
-
-
 # --- PyTorch --------------------------------------------------------------------------------------
-class TorchEpoch:
-    """The same model, optimiser, schedule and loop as the engine's Trainer, written in PyTorch."""
+class TorchLoop:
+    """The same model, optimiser, schedule and loop as the engine's Trainer, written in PyTorch,
+    run a few steps at a time so that it can be interleaved with the engine's epochs."""
 
     def __init__(self, torch, config: TrainConfig, data, threads: int):
         self.torch, self.config, self.data = torch, config, data
@@ -155,6 +135,7 @@ class TorchEpoch:
             fan_in = units
         layers.append(nn.Linear(fan_in, 10))
         self.model = nn.Sequential(*layers)
+        self.model.train()
         weights = [p for p in self.model.parameters() if p.ndim == 2]
         others = [p for p in self.model.parameters() if p.ndim != 2]
         groups = [{"params": weights, "weight_decay": config.weight_decay},
@@ -166,35 +147,48 @@ class TorchEpoch:
             self.optimizer = torch.optim.SGD(groups, lr=config.learning_rate, momentum=momentum,
                                              nesterov=config.optimizer == "nesterov")
         self.rng = np.random.default_rng(config.seed)
-        self.epochs_done = 0
+        self.steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+        self.epoch_seconds: list[float] = []  # one entry per finished epoch
+        self._running_epoch = 0.0
+        self._batches = self._all_batches()
 
-    def run_epoch(self) -> float:
-        """Train one epoch; return its duration in seconds."""
+    def _all_batches(self):
+        """(epoch index, step index, batch indices), epoch after epoch, reshuffled each time."""
+        n, size = len(self.data.train_labels), self.config.batch_size
+        epoch = 0
+        while True:
+            order = self.rng.permutation(n)
+            for index, start in enumerate(range(0, n, size)):
+                yield epoch, index, order[start : start + size]
+            epoch += 1
+
+    def run_steps(self, count: int) -> float:
+        """Train `count` more steps; return how long they took."""
         torch, config = self.torch, self.config
         images, labels = self.data.train_images, self.data.train_labels
-        n = len(labels)
-        steps = math.ceil(n / config.batch_size)
-        functional = torch.nn.functional
-        self.model.train()
+        cross_entropy = torch.nn.functional.cross_entropy
         started = time.perf_counter()
-        order = self.rng.permutation(n)
-        loss_sum, correct = 0.0, 0
-        for index, start in enumerate(range(0, n, config.batch_size)):
-            batch = order[start : start + config.batch_size]
+        for _ in range(count):
+            epoch, index, batch = next(self._batches)
             x = torch.from_numpy(np.take(images, batch, axis=0)).float().mul_(1.0 / 255.0)
             y = torch.from_numpy(labels[batch].astype(np.int64))
-            lr = learning_rate(config, self.epochs_done + index / steps, 1 / steps)
+            lr = learning_rate(config, epoch + index / self.steps_per_epoch, 1 / self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             logits = self.model(x)
-            loss = functional.cross_entropy(logits, y)
+            loss = cross_entropy(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            loss_sum += loss.item() * len(batch)
-            correct += int((logits.argmax(dim=1) == y).sum().item())
-        self.epochs_done += 1
-        return time.perf_counter() - started
+            # The engine reports the loss and counts correct answers every step: so does this loop.
+            loss.item()
+            int((logits.argmax(dim=1) == y).sum().item())
+            if index == self.steps_per_epoch - 1:
+                now = time.perf_counter()
+                self.epoch_seconds.append(self._running_epoch + now - started)
+                self._running_epoch, started = 0.0, now
+        self._running_epoch += time.perf_counter() - started
+        return self._running_epoch
 
 
 def _import_torch():
@@ -205,45 +199,81 @@ def _import_torch():
     return torch
 
 
+# --- the engine, with the other measurements slipped in between its steps -------------------------
+class InterleavedClock:
+    """Trainer listener. Every `every` steps it runs the sgemm probe and as many PyTorch steps, and
+    subtracts the time they took from the engine's epoch: all three see the same machine load, at a
+    granularity of a fraction of a second. The validation pass is excluded from the epoch too."""
+
+    def __init__(self, probe: SgemmProbe, steps_equivalent: float, torch_loop: TorchLoop | None,
+                 every: int = 25):
+        self.probe, self.steps_equivalent, self.torch_loop = probe, steps_equivalent, torch_loop
+        self.every = every
+        self.epoch_seconds: list[float] = []
+        self.limit_seconds: list[float] = []  # per epoch: median of that epoch's probe rounds
+        self._rounds: list[float] = []
+        self._steps_in_epoch = 0
+        self._excluded = 0.0
+        self._epoch_started = self._last_step = time.perf_counter()
+
+    def __call__(self, event) -> None:
+        if event.event == "iteration":
+            self._last_step = time.perf_counter()
+            self._steps_in_epoch += 1
+            if self._steps_in_epoch % self.every == 0:
+                self._measure_others(self.every)
+                self._excluded += time.perf_counter() - self._last_step
+        elif event.event == "epoch":
+            self.epoch_seconds.append(self._last_step - self._epoch_started - self._excluded)
+            remaining = self._steps_in_epoch % self.every
+            if remaining or not self._rounds:
+                self._measure_others(remaining)
+            self.limit_seconds.append(statistics.median(self._rounds))
+            self._rounds, self._steps_in_epoch, self._excluded = [], 0, 0.0
+            self._epoch_started = time.perf_counter()
+
+    def _measure_others(self, torch_steps: int) -> None:
+        per_call = self.probe.seconds_per_call()
+        self._rounds.append(self.steps_equivalent * sum(per_call.values()))
+        if self.torch_loop is not None:
+            self.torch_loop.run_steps(torch_steps)
+
+
 # --- the benchmark --------------------------------------------------------------------------------
 def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "default",
               progress: Callable[[str], None] = lambda line: None,
-              probe_seconds: float = 0.04) -> dict:
-    """Interleave engine epochs, PyTorch epochs and sgemm probes; return medians and ratios.
-
-    `probe_seconds`: how long each product is timed per probe (the tests shorten it)."""
+              probe_seconds: float = 0.0) -> dict:
+    """Train epochs + 1 (the first is a warm-up) with PyTorch steps and sgemm probes interleaved;
+    return medians and ratios. `probe_seconds`: minimum timing per product per probe round."""
     from engine.trainer import Trainer
 
-    config = bench_config(preset).replace(epochs=epochs + 1)  # + 1 warm-up epoch
+    config = bench_config(preset).replace(epochs=epochs + 1)
     threads = blas_threads()
     layer_sizes = (784, *config.hidden_layers, 10)
     products = backprop_matmuls(layer_sizes)
     probe = SgemmProbe(products, probe_seconds)
     steps_equivalent = len(data.train_labels) / BATCH_SIZE  # FLOPs are linear in the batch size
     torch = _import_torch() if with_torch else None
-    torch_epoch = TorchEpoch(torch, config, data, threads) if torch is not None else None
-    limits: list[float] = []
-    torch_seconds: list[float] = []
-    control = TrainingControl()
+    torch_loop = TorchLoop(torch, config, data, threads) if torch is not None else None
+    clock = InterleavedClock(probe, steps_equivalent, torch_loop)
 
-    def between_epochs(epoch: int) -> None:
-        timings = probe.seconds_per_call()
-        limits.append(steps_equivalent * sum(timings.values()))
-        if torch_epoch is not None:
-            torch_seconds.append(torch_epoch.run_epoch())
-        label = "warm-up" if epoch == 1 else f"{epoch - 1}/{epochs}"
-        torch_text = f"  torch {torch_seconds[-1]:.3f}s" if torch_seconds else ""
+    def report(event) -> None:
+        if event.event != "epoch":
+            return
+        label = "warm-up" if event.epoch == 1 else f"{event.epoch - 1}/{epochs}"
+        torch_text = ""
+        if torch_loop is not None and len(torch_loop.epoch_seconds) >= event.epoch:
+            torch_text = f"  torch {torch_loop.epoch_seconds[event.epoch - 1]:.3f}s"
         progress(f"epoch {label}: engine {clock.epoch_seconds[-1]:.3f}s{torch_text}  "
-                 f"blas limit {limits[-1]:.3f}s")
+                 f"blas limit {clock.limit_seconds[-1]:.3f}s")
 
-    clock = EpochClock(between_epochs)
-    end = Trainer(config, data, [clock], control).run()
+    end = Trainer(config, data, [clock, report], TrainingControl()).run()
     if end.status != "completed":
         raise RuntimeError(f"the benchmark run did not complete: {end.status} ({end.reason})")
 
     flops = sum(p.flops for p in products) * steps_equivalent
     epoch_seconds = statistics.median(clock.epoch_seconds[1:])
-    limit = statistics.median(limits[1:])
+    limit = statistics.median(clock.limit_seconds[1:])
     result = {
         "model": "-".join(str(n) for n in layer_sizes) + f" {config.activation}",
         "optimizer": config.optimizer,
@@ -257,18 +287,19 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
         "matmul_gflop_per_epoch": round(flops / 1e9, 2),
         "sgemm_gflops": round(flops / limit / 1e9, 1),
         "epoch_seconds_each": [round(s, 4) for s in clock.epoch_seconds[1:]],
-        "blas_limit_seconds_each": [round(s, 4) for s in limits[1:]],
+        "blas_limit_seconds_each": [round(s, 4) for s in clock.limit_seconds[1:]],
         "test_accuracy": end.test_accuracy,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "target_ratio_to_limit": TARGET_RATIO_TO_LIMIT,
     }
-    if torch_epoch is not None:
-        torch_median = statistics.median(torch_seconds[1:])
+    if torch_loop is not None:
+        torch_each = torch_loop.epoch_seconds[1 : epochs + 1]
+        torch_median = statistics.median(torch_each)
         result.update({
             "torch": torch.__version__,
             "torch_epoch_seconds": round(torch_median, 4),
-            "torch_epoch_seconds_each": [round(s, 4) for s in torch_seconds[1:]],
+            "torch_epoch_seconds_each": [round(s, 4) for s in torch_each],
             "speedup_vs_torch": round(torch_median / epoch_seconds, 3),
             "target_speedup_vs_torch": TARGET_SPEEDUP_VS_TORCH,
         })

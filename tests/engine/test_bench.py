@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from engine.bench import BATCH_SIZE, backprop_matmuls, bench_config, format_report, run_bench
@@ -31,11 +29,14 @@ def test_bench_uses_the_default_architecture_at_batch_128_without_augmentation()
 
 
 def test_run_bench_reports_medians_and_ratios():
-    with_torch = importlib.util.find_spec("torch") is not None  # an optional benchmark extra
+    # PyTorch is an optional benchmark extra whose first optimiser step alone imports for seconds:
+    # `mnist-lab bench` exercises it; the suite checks the engine side and the arithmetic.
+    with_torch = False
     lines = []
-    result = run_bench(synthetic_digits(n_train=1280, n_test=100), epochs=2, with_torch=with_torch,
-                       progress=lines.append, probe_seconds=0.001)
+    result = run_bench(synthetic_digits(n_train=3000, n_test=100), epochs=2, with_torch=with_torch,
+                       progress=lines.append)
     assert len(lines) == 3  # warm-up + 2 timed epochs
+    assert lines[0].startswith("epoch warm-up: engine ") and lines[2].startswith("epoch 2/2: engine ")
     assert len(result["epoch_seconds_each"]) == len(result["blas_limit_seconds_each"]) == 2
     assert result["epoch_seconds"] > 0 and result["blas_limit_seconds"] > 0
     assert result["ratio_to_limit"] == pytest.approx(
