@@ -55,16 +55,17 @@ def estimated_memory_bytes(config: TrainConfig) -> int:
     Parameters: the weights, their gradients, the optimizer's state (0, 1 or 2 arrays per weight)
     and one copy while a checkpoint is written. Activations: per sample of the largest batch (a
     training batch, or an evaluation chunk), the input three times (raw, normalised or augmented,
-    its gradient) and, per hidden unit, about seven arrays (pre-activation, activation, their
-    gradients, a dropout mask, NumPy's temporaries), three more with batch norm, plus the logits
-    and softmax. Measured peak RSS after 3 steps (tests/app/test_limits.py checks one): 106 MB
-    for [128] x 128 (estimate 219), 306 MB for adam [1024, 1024] x 2048 (estimate 358), 758 MB
-    for adam [2048, 2048] x 4096 with batch norm and dropout (estimate 980).
+    its gradient) and, per hidden unit, about eight arrays (pre-activation, activation, their
+    gradients, a dropout mask, the layers' buffers, NumPy's temporaries), three more with batch
+    norm, plus the logits and softmax. Measured peak RSS of a process after 3 steps and the
+    evaluation (tests/app/test_limits.py checks the second): 109 MB for [128] x 128 (estimate
+    220), 313 MB for adam [1024, 1024] x 2048 (estimate 374), 780 MB for adam [2048, 2048] x 4096
+    with batch norm and dropout (estimate 1044).
     """
     parameters = parameter_count(config)
     slots = OPTIMIZER_SLOTS.get(config.optimizer, 2)
     parameter_bytes = 4 * parameters * (3 + slots)
-    per_sample = 4 * (3 * N_INPUTS + 7 * sum(config.hidden_layers) + 3 * N_CLASSES)
+    per_sample = 4 * (3 * N_INPUTS + 8 * sum(config.hidden_layers) + 3 * N_CLASSES)
     if config.batch_norm:
         per_sample += 4 * 3 * sum(config.hidden_layers)
     activation_bytes = per_sample * max(config.batch_size, EVALUATION_BATCH)
