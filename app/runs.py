@@ -348,7 +348,7 @@ class RunManager:
 
     def _on_end(self, live: LiveRun, event: dict[str, Any]) -> None:
         status, reason = event["status"], event["reason"]
-        if self._closing:
+        if self._closing and status != "completed":  # a run that just finished keeps its result
             status = "interrupted"
             reason = "the server shut down while this run was training; start a new run to train again"
         elif live.stop_requested and status == "failed" and event.get("steps_completed") is None:
