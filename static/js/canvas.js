@@ -6,7 +6,7 @@
 
 import { api, ApiError } from './api.js';
 import { formatPercent } from './format.js';
-import { on, state } from './state.js';
+import { emit, on, state } from './state.js';
 import { notifyError } from './toast.js';
 
 const PREDICT_DELAY_MS = 150;
@@ -239,6 +239,7 @@ function setNoModel(missing) {
 function renderModel() {
   const { run_id: runId, chosen_by: chosenBy } = state.activeModel;
   if (runId == null) {
+    $('model-auto').hidden = true;
     $('draw-model').textContent = 'No model can read digits yet.';
     setNoModel(true);
     return;
@@ -246,6 +247,7 @@ function renderModel() {
   setNoModel(false);
   const how = chosenBy === 'user' ? 'chosen by you' : 'the best so far';
   $('draw-model').textContent = `Read by the model of run #${runId} (${how}).`;
+  $('model-auto').hidden = chosenBy !== 'user';
   if (hasInk()) schedulePrediction(0); // a different model may read it differently
 }
 
@@ -277,6 +279,15 @@ export function initDrawing() {
     }
   });
   $('clear-canvas').addEventListener('click', clearDrawing);
+  $('model-auto').addEventListener('click', async () => {
+    try {
+      state.activeModel = await api.setActiveModel(null);
+      emit('active-model');
+      emit('runs-changed');
+    } catch (error) {
+      notifyError(error, 'Could not go back to the best run');
+    }
+  });
   on('active-model', renderModel);
   renderModel();
   return { get noModel() { return noModel; } };

@@ -403,6 +403,15 @@ export function initControls({ watchRun, applyRun }) {
     $('run-form').requestSubmit();
   });
 
+  on('reuse-config', (run) => {
+    const preset = presetByName(run.config?.preset);
+    if (preset) $('preset').value = preset.name;
+    $('preset-description').textContent = preset?.description ?? '';
+    fillFromConfig(run.config);
+    notify(`The settings of run #${run.id} are in the form: change what you like and start.`, { kind: 'info' });
+    document.querySelector('.area-controls').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    $('preset').focus({ preventScroll: true });
+  });
   on('options', populate);
   on('watched', renderButtons);
   on('runs', renderButtons);

@@ -206,12 +206,14 @@ function renderConnection() {
   const { state: connection, retryAt } = state.connection;
   let shown = connection;
   let label;
+  let countdown = '';
   if (!serverReachable && connection !== 'reconnecting') {
     shown = 'reconnecting';
     label = 'Server unreachable — retrying';
   } else if (connection === 'reconnecting') {
     const seconds = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
-    label = seconds > 0 ? `Disconnected — reconnecting in ${seconds}s` : 'Disconnected — reconnecting…';
+    label = 'Disconnected — reconnecting';
+    countdown = seconds > 0 ? ` in ${seconds}s` : '…'; // not announced: it changes every second
   } else if (connection === 'connecting') {
     label = 'Connecting…';
   } else if (connection === 'live') {
@@ -221,6 +223,7 @@ function renderConnection() {
   }
   pill.dataset.state = shown;
   if (text.textContent !== label) text.textContent = label;
+  $('connection-countdown').textContent = countdown;
 }
 
 function renderModelPill() {

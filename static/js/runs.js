@@ -84,6 +84,7 @@ function renderRun(run) {
   }
   toggle.append(checkbox, swatch, document.createTextNode('Compare'));
   actions.append(toggle);
+  actions.append(button('Reuse settings', 'reuse', run.id, { ariaLabel: `Copy the settings of run ${run.id} into the form` }));
   const serving = state.activeModel.run_id === run.id && state.activeModel.chosen_by === 'user';
   actions.append(button('Use for predictions', 'activate', run.id, {
     ariaLabel: `Use the model of run ${run.id} for predictions`,
@@ -200,6 +201,9 @@ async function onAction(target, { watchRun, refreshRuns, refreshActiveModel }) {
     case 'open':
       await watchRun(runId, { follow: isActive(run) });
       document.querySelector('.area-training').scrollIntoView({ behavior: 'smooth', block: 'start' });
+      break;
+    case 'reuse':
+      emit('reuse-config', run);
       break;
     case 'activate':
       try {

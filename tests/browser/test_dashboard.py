@@ -319,6 +319,14 @@ def test_history_compares_activates_and_deletes_runs(server: Server, new_page):
                                                           "chosen_by": "user"}
     download = page.get_by_role("link", name=f"Download the model of run {older['id']}")
     expect(download).to_have_attribute("href", f"/api/runs/{older['id']}/model")
+    page.get_by_role("button", name="Use the best run instead").click()
+    expect(page.locator("#draw-model")).to_contain_text("the best so far")
+    assert server.api.get("/api/active-model").json()["chosen_by"] == "best"
+
+    page.get_by_role("button", name=f"Copy the settings of run {newer['id']} into the form").click()
+    expect(page.get_by_label("Learning rate")).to_have_value("0.2")
+    expect(page.get_by_label("Units in hidden layer 1")).to_have_value("16")
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("1")
 
     page.get_by_role("button", name=f"Delete run {older['id']}").click()
     page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
