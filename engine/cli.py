@@ -293,6 +293,13 @@ def _add_evaluate_parser(commands) -> None:
     )
     evaluate.add_argument("model", type=Path, help="a model .npz saved by MNIST Lab")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    evaluate.add_argument(
+        "--drawn", action="store_true",
+        help="instead of the test set, the drawn-digit set: MNIST test digits drawn large and "
+        "off-centre on a 280x280 canvas and font digits, in three browser looks, each through "
+        "the preprocessing /predict uses")
+    evaluate.add_argument("--drawn-count", type=int, default=None, metavar="N",
+                          help="MNIST test digits in the drawn set (default 1500)")
     _add_data_dir(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -325,6 +332,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except MnistUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if args.drawn:
+        return _evaluate_drawn(args, model, data)
     result = evaluate(model, data.test_images, data.test_labels)
     matrix = result.confusion_matrix(data.test_labels)
     per_class = per_class_accuracy(matrix)
@@ -353,6 +362,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print()
     for line in format_confusion(matrix, per_class):
         print(line)
+    return 0
+
+
+def _evaluate_drawn(args: argparse.Namespace, model, data) -> int:
+    """`evaluate --drawn`: accuracy per group and look of the seeded drawn-digit set."""
+    from engine.drawn import DEFAULT_MNIST_COUNT, LOOKS, evaluate_drawn
+
+    count = DEFAULT_MNIST_COUNT if args.drawn_count is None else args.drawn_count
+    if not 0 <= count <= len(data.test_labels):
+        raise UsageError(f"--drawn-count must be between 0 and {len(data.test_labels)}, got {count}")
+    report = evaluate_drawn(model.predict_proba, data, n_mnist=count)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "drawn": report}, allow_nan=False))
+        return 0
+    print(f"model     {args.model}")
+    print("drawn digits through to_mnist (the preprocessing of /predict)")
+    names = {"mnist": "MNIST test digits drawn large, off-centre", "fonts": "font digits, rotated"}
+    for group, title in names.items():
+        if group not in report:
+            continue
+        entry = report[group]
+        print(f"  {title:<42} {100 * entry['accuracy']:6.2f}%  of {entry['count']}")
+        for look in LOOKS:
+            part = report.get(f"{group}/{look}")
+            if part:
+                print(f"    {look.replace('_', ' '):<40} {100 * part['accuracy']:6.2f}%  of {part['count']}")
+    print(f"  {'all':<42} {100 * report['all']['accuracy']:6.2f}%  of {report['all']['count']}")
     return 0
 
 

@@ -156,21 +156,24 @@ def font_files() -> tuple[Path, ...]:
     return tuple(sorted(usable, key=lambda p: p.name))
 
 
+@lru_cache(maxsize=2048)  # the set is seeded: evaluating twice renders the same glyphs
 def font_glyph(path: Path, digit: int, rotation: float = 0.0) -> np.ndarray | None:
     """The digit rendered in this font, rotated by `rotation` degrees: ink coverage 0..1, cropped."""
     try:
-        font = ImageFont.truetype(str(path), size=160)
+        font = ImageFont.truetype(str(path), size=120)
     except OSError:
         return None
-    picture = Image.new("L", (320, 320), 0)
-    ImageDraw.Draw(picture).text((160, 160), str(digit), fill=255, font=font, anchor="mm")
+    picture = Image.new("L", (240, 240), 0)
+    ImageDraw.Draw(picture).text((120, 120), str(digit), fill=255, font=font, anchor="mm")
     picture = picture.rotate(rotation, resample=Image.Resampling.BICUBIC, expand=True)
     ink = np.asarray(picture, dtype=np.float64) / 255.0
     rows = np.flatnonzero((ink > 0.05).any(axis=1))
     columns = np.flatnonzero((ink > 0.05).any(axis=0))
     if rows.size == 0:
         return None
-    return ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    glyph = ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    glyph.flags.writeable = False  # shared through the cache
+    return glyph
 
 
 def _has_digits(path: Path) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,30 @@ def test_a_briefly_trained_model_recognises_drawn_digits(mnist_data):
         assert report[f"mnist/{look}"]["accuracy"] > 0.8, report
     if font_files():
         assert report["fonts"]["accuracy"] > 0.65, report
+
+
+@pytest.mark.mnist
+def test_evaluate_drawn_command(mnist_dir, tmp_path, capsys):
+    """`mnist-lab evaluate MODEL --drawn` on a saved (untrained) model: counts per group and look."""
+    from engine.cli import main
+    from engine.config import TrainConfig
+    from engine.model import build_model, save_model
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist").symlink_to(mnist_dir.resolve(), target_is_directory=True)
+    model_path = save_model(build_model(TrainConfig.from_dict({"hidden_layers": [16]})),
+                            tmp_path / "tiny.npz")
+    argv = ["evaluate", str(model_path), "--drawn", "--drawn-count", "12", "--data-dir", str(home)]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["drawn"]
+    assert report["mnist"]["count"] == 12
+    assert all(report[f"mnist/{look}"]["count"] == 4 for look in LOOKS)
+    assert 0.0 <= report["all"]["accuracy"] <= 1.0
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "MNIST test digits drawn large" in out and "black on white" in out
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv[:4], "-1", *argv[5:]])
+    assert exit_.value.code == 2
+    assert "--drawn-count must be between 0 and 10000" in capsys.readouterr().err
