@@ -98,6 +98,17 @@ TRAIN_OPTIONS = {
 }
 
 
+AUGMENT_OPTIONS = (  # (option, AugmentConfig field, metavar, help)
+    ("shift", "shift", "PX", "max random shift in pixels"),
+    ("rotation", "rotation", "DEG", "max random rotation in degrees"),
+    ("scale", "scale", "FRACTION", "max random zoom, e.g. 0.1 for +-10%%"),
+    ("shear", "shear", "DEG", "max random shear in degrees"),
+    ("elastic-alpha", "elastic_alpha", "A", "strength of elastic distortions (Simard: 34)"),
+    ("elastic-sigma", "elastic_sigma", "PX", "smoothness of elastic distortions (Simard: 4)"),
+    ("thickness", "thickness", "P", "probability of thickening or thinning the strokes"),
+)
+
+
 def _add_train_parser(commands) -> None:
     from engine.config import ACTIVATIONS, INITS, LR_SCHEDULES, OPTIMIZERS
 
@@ -128,6 +139,14 @@ def _add_train_parser(commands) -> None:
     opt.add_argument("--batch-size", type=int, metavar="N")
     opt.add_argument("--epochs", type=int, metavar="N")
     opt.add_argument("--seed", type=int, metavar="N", help="same seed and config: same result")
+    augment = train.add_argument_group(
+        "augmentation", "random distortions of each training batch; each option overrides the "
+        "preset's value, the others keep it")
+    for option, field, metavar, text in AUGMENT_OPTIONS:
+        augment.add_argument(f"--{option}", dest=f"augment_{field}", type=float, metavar=metavar,
+                             help=text)
+    augment.add_argument("--no-augment", action="store_true",
+                         help="train on the undistorted digits (all of the above 0)")
     out = train.add_argument_group("output")
     out.add_argument("--save", type=Path, metavar="PATH", help="write the trained model (.npz) here")
     out.add_argument("--json", action="store_true",
@@ -138,11 +157,20 @@ def _add_train_parser(commands) -> None:
 
 def train_config_from_args(args: argparse.Namespace):
     """The TrainConfig the options ask for; UsageError (exit 2) with the reason if it is invalid."""
+    import dataclasses
+
     from engine.config import ConfigError, TrainConfig
 
     overrides = {field: getattr(args, option) for option, field in TRAIN_OPTIONS.items()
                  if getattr(args, option) is not None}
+    augment = {field: getattr(args, f"augment_{field}") for _, field, _, _ in AUGMENT_OPTIONS
+               if getattr(args, f"augment_{field}", None) is not None}
     try:
+        if getattr(args, "no_augment", False):
+            overrides["augmentation"] = {}
+        elif augment:
+            preset = TrainConfig.from_dict({"preset": args.preset}).augmentation
+            overrides["augmentation"] = {**dataclasses.asdict(preset), **augment}
         return TrainConfig.from_dict({"preset": args.preset, **overrides})
     except ConfigError as error:
         raise UsageError(str(error)) from None

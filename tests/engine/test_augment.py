@@ -169,3 +169,20 @@ def test_thickness_thickens_or_thins_only_the_chosen_digits():
 def test_rejects_a_batch_that_is_not_28x28_digits():
     with pytest.raises(ValueError, match="784"):
         augment_batch(np.zeros((4, 100), np.uint8), EVERYTHING, np.random.default_rng(0))
+
+
+def test_train_command_options_override_the_presets_augmentation():
+    from engine.cli import build_parser, train_config_from_args
+    from engine.presets import preset_config
+
+    parser = build_parser()
+
+    def augmentation(*argv):
+        return train_config_from_args(parser.parse_args(["train", *argv])).augmentation
+
+    best = preset_config("best").augmentation
+    assert augmentation("--preset", "best") == best
+    changed = augmentation("--preset", "best", "--thickness", "0.2", "--elastic-alpha", "20")
+    assert (changed.thickness, changed.elastic_alpha) == (0.2, 20.0)
+    assert (changed.rotation, changed.elastic_sigma) == (best.rotation, best.elastic_sigma)
+    assert not augmentation("--preset", "best", "--no-augment").enabled
