@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,6 +23,7 @@ else:
     # The machine may be busy (training runs in other processes): give the page time to answer.
     expect.set_options(timeout=20_000)
 
+from tests.app.liveserver import LiveServer, wait_for, wait_for_status
 from tests.conftest import missing_requirement
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,114 +41,63 @@ CHROMIUM_ARGS = [
 TRAIN_SUBSET = 2000
 TEST_SUBSET = 500
 ACTIVE = {"queued", "running", "paused"}
+FINISHED = {"stopped", "completed", "failed", "interrupted"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
 class Server:
-    """A running `mnist-lab serve` and an HTTP client for arranging and checking state."""
+    """A live `mnist-lab serve` (tests/app/liveserver.py) training on a slice of real MNIST, and
+    an HTTP client for arranging and checking state. `stop()` then `start()` restarts it on the
+    same port with the same data dir."""
 
-    url: str
-    port: int
-    data_dir: Path
-    mnist_dir: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
-    client: httpx.Client | None = None
-
-    @property
-    def api(self) -> httpx.Client:
-        if self.client is None:
-            self.client = httpx.Client(base_url=self.url, timeout=30)
-        return self.client
-
-    def start(self) -> Server:
-        env = {
-            **os.environ,
-            "MNIST_DIR": str(self.mnist_dir),
+    def __init__(self, data_dir: Path, mnist_dir: Path, env: dict[str, str]):
+        self.live = LiveServer(data_dir, env={
+            "MNIST_DIR": str(mnist_dir),
             "MNIST_LAB_TRAIN_SUBSET": str(TRAIN_SUBSET),
             "MNIST_LAB_TEST_SUBSET": str(TEST_SUBSET),
-            **self.extra_env,
-        }
-        log = (self.data_dir / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()  # the child has its own copy of the descriptor
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited early: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the server did not answer /healthz within 30 s: {self.log_tail()}")
+            **env,
+        })
+        self.url = self.live.url
+        self.api = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self) -> Server:
+        self.live.start()
+        return self
 
     def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        self.live.stop()
 
-    def log_tail(self) -> str:
-        path = self.data_dir / "server.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+    def close(self) -> None:
+        self.live.stop()
+        self.api.close()
 
     # --- arranging state through the API ------------------------------------------------------
     def runs(self) -> list[dict]:
         return self.api.get("/api/runs").json()["runs"]
 
+    def run(self, run_id: int) -> dict:
+        return self.api.get(f"/api/runs/{run_id}").json()
+
+    def metrics(self, run_id: int) -> dict:
+        return self.api.get(f"/api/runs/{run_id}/metrics").json()
+
     def stop_active_runs(self) -> None:
         for run in self.runs():
             if run["status"] in ACTIVE:
                 self.api.post(f"/api/runs/{run['id']}/stop")
-        deadline = time.monotonic() + 20
-        while any(run["status"] in ACTIVE for run in self.runs()):
-            assert time.monotonic() < deadline, "runs did not stop within 20 s"
-            time.sleep(0.2)
+        wait_for(lambda: not any(run["status"] in ACTIVE for run in self.runs()), 20,
+                 what="every run to stop")
 
     def train(self, **config) -> dict:
         """Start a run through the API and wait for it to complete."""
         answer = self.api.post("/api/runs", json=config)
         assert answer.status_code == 201, answer.text
-        run_id = answer.json()["id"]
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            run = self.run(run_id)
-            if run["status"] not in ACTIVE:
-                assert run["status"] == "completed", run
-                return run
-            time.sleep(0.2)
-        raise AssertionError(f"run {run_id} did not finish within 90 s")
-
-    def metrics(self, run_id: int) -> dict:
-        return self.api.get(f"/api/runs/{run_id}/metrics").json()
-
-    def run(self, run_id: int) -> dict:
-        return self.api.get(f"/api/runs/{run_id}").json()
+        run = wait_for_status(self.api, answer.json()["id"], FINISHED, timeout=90)
+        assert run["status"] == "completed", run
+        return run
 
 
 def _launch_server(tmp_path_factory, mnist_dir: Path, name: str, **env: str) -> Server:
-    data_dir = tmp_path_factory.mktemp(name)
-    port = free_port()
-    return Server(f"http://127.0.0.1:{port}", port, data_dir, mnist_dir, env).start()
+    return Server(tmp_path_factory.mktemp(name), mnist_dir, env).start()
 
 
 @pytest.fixture(scope="session")
@@ -178,7 +123,7 @@ def server(tmp_path_factory, mnist_dir) -> Iterator[Server]:
     """One server shared by the browser tests; every test leaves no run active behind it."""
     instance = _launch_server(tmp_path_factory, mnist_dir, "browser-server")
     yield instance
-    instance.stop()
+    instance.close()
 
 
 @pytest.fixture
@@ -186,7 +131,7 @@ def fresh_server(tmp_path_factory, mnist_dir) -> Iterator[Server]:
     """A server with no runs at all, for the empty states."""
     instance = _launch_server(tmp_path_factory, mnist_dir, "fresh-server")
     yield instance
-    instance.stop()
+    instance.close()
 
 
 @pytest.fixture
@@ -202,7 +147,7 @@ def server_factory(tmp_path_factory, mnist_dir):
 
     yield make
     for instance in started:
-        instance.stop()
+        instance.close()
 
 
 @pytest.fixture
