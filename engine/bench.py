@@ -7,14 +7,14 @@ Three measurements, interleaved every 25 steps so that they share the same (poss
   update and the per-iteration events included; the validation pass excluded).
 - blas_limit_seconds: the matrix multiplications a correct backprop needs in one epoch (per Dense
   layer: the forward product, the weight gradient, and the input gradient except for the first
-  layer), each timed alone with NumPy's sgemm at the engine's exact shapes and memory layouts, in
-  the same process and so with the same BLAS thread count. FLOPs / measured sgemm throughput.
+  layer), run alone with NumPy's sgemm at the engine's exact shapes and memory layouts, in the same
+  process and so with the same BLAS thread count: the epoch's FLOPs / the sgemm throughput measured.
 - torch_epoch_seconds (when PyTorch is installed): the same model, batch, optimiser and loop in
   PyTorch, with torch.set_num_threads set to the same thread count.
 
-Every 25 engine steps, a listener runs one sgemm probe round and 25 PyTorch steps, and their time is
-subtracted from the engine's epoch. A warm-up epoch of each is run first and discarded; medians of
-the timed epochs are reported (the limit: per epoch, the median of its probe rounds).
+Every 25 engine steps, a listener runs 25 steps' worth of those sgemm calls and 25 PyTorch steps, and
+their time is subtracted from the engine's epoch. A warm-up epoch of each is run first and discarded;
+medians of the timed epochs are reported.
 """
 
 from __future__ import annotations
@@ -87,9 +87,8 @@ def backprop_matmuls(layer_sizes: tuple[int, ...], batch: int = BATCH_SIZE) -> l
 class SgemmProbe:
     """Times each product with preallocated float32 operands and np.matmul(..., out=...)."""
 
-    def __init__(self, products: list[Matmul], seconds_per_product: float = 0.0):
+    def __init__(self, products: list[Matmul]):
         rng = np.random.default_rng(0)
-        self.seconds_per_product = seconds_per_product
         self.operands = []
         for p in products:
             a = rng.standard_normal((p.k, p.m) if p.transpose_a else (p.m, p.k), dtype=np.float32)
@@ -97,19 +96,13 @@ class SgemmProbe:
             self.operands.append((p, a.T if p.transpose_a else a, b.T if p.transpose_b else b,
                                   np.empty((p.m, p.n), dtype=np.float32)))
 
-    def seconds_per_call(self) -> dict[str, float]:
-        """Median time of one call of each product: 5 calls at least, after one to warm up."""
-        timings = {}
-        for p, a, b, out in self.operands:
-            np.matmul(a, b, out=out)
-            samples = []
-            deadline = time.perf_counter() + self.seconds_per_product
-            while len(samples) < 5 or time.perf_counter() < deadline:
-                started = time.perf_counter()
+    def run_steps(self, count: int) -> float:
+        """Run every product `count` times, as `count` training steps would; return the time taken."""
+        started = time.perf_counter()
+        for _ in range(count):
+            for _, a, b, out in self.operands:
                 np.matmul(a, b, out=out)
-                samples.append(time.perf_counter() - started)
-            timings[p.name] = statistics.median(samples)
-        return timings
+        return time.perf_counter() - started
 
 
 # --- PyTorch --------------------------------------------------------------------------------------
@@ -201,17 +194,16 @@ def _import_torch():
 
 # --- the engine, with the other measurements slipped in between its steps -------------------------
 class InterleavedClock:
-    """Trainer listener. Every `every` steps it runs the sgemm probe and as many PyTorch steps, and
-    subtracts the time they took from the engine's epoch: all three see the same machine load, at a
-    granularity of a fraction of a second. The validation pass is excluded from the epoch too."""
+    """Trainer listener. Every `every` steps it runs the same number of steps' worth of sgemm calls and
+    of PyTorch steps, and subtracts the time they took from the engine's epoch: all three run for the
+    same share of the same stretch of time, so a busy machine slows them alike. The validation pass
+    is excluded from the epoch too."""
 
-    def __init__(self, probe: SgemmProbe, steps_equivalent: float, torch_loop: TorchLoop | None,
-                 every: int = 25):
-        self.probe, self.steps_equivalent, self.torch_loop = probe, steps_equivalent, torch_loop
-        self.every = every
+    def __init__(self, probe: SgemmProbe, torch_loop: TorchLoop | None, every: int = 25):
+        self.probe, self.torch_loop, self.every = probe, torch_loop, every
         self.epoch_seconds: list[float] = []
-        self.limit_seconds: list[float] = []  # per epoch: median of that epoch's probe rounds
-        self._rounds: list[float] = []
+        self.limit_seconds: list[float] = []  # the matmuls of each epoch's steps, alone
+        self._limit = 0.0
         self._steps_in_epoch = 0
         self._excluded = 0.0
         self._epoch_started = self._last_step = time.perf_counter()
@@ -225,37 +217,32 @@ class InterleavedClock:
                 self._excluded += time.perf_counter() - self._last_step
         elif event.event == "epoch":
             self.epoch_seconds.append(self._last_step - self._epoch_started - self._excluded)
-            remaining = self._steps_in_epoch % self.every
-            if remaining or not self._rounds:
-                self._measure_others(remaining)
-            self.limit_seconds.append(statistics.median(self._rounds))
-            self._rounds, self._steps_in_epoch, self._excluded = [], 0, 0.0
+            self._measure_others(self._steps_in_epoch % self.every)
+            self.limit_seconds.append(self._limit)
+            self._limit, self._steps_in_epoch, self._excluded = 0.0, 0, 0.0
             self._epoch_started = time.perf_counter()
 
-    def _measure_others(self, torch_steps: int) -> None:
-        per_call = self.probe.seconds_per_call()
-        self._rounds.append(self.steps_equivalent * sum(per_call.values()))
+    def _measure_others(self, steps: int) -> None:
+        self._limit += self.probe.run_steps(steps)
         if self.torch_loop is not None:
-            self.torch_loop.run_steps(torch_steps)
+            self.torch_loop.run_steps(steps)
 
 
 # --- the benchmark --------------------------------------------------------------------------------
 def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "default",
-              progress: Callable[[str], None] = lambda line: None,
-              probe_seconds: float = 0.0) -> dict:
-    """Train epochs + 1 (the first is a warm-up) with PyTorch steps and sgemm probes interleaved;
-    return medians and ratios. `probe_seconds`: minimum timing per product per probe round."""
+              progress: Callable[[str], None] = lambda line: None) -> dict:
+    """Train epochs + 1 (the first is a warm-up) with PyTorch steps and sgemm calls interleaved;
+    return medians and ratios."""
     from engine.trainer import Trainer
 
     config = bench_config(preset).replace(epochs=epochs + 1)
     threads = blas_threads()
     layer_sizes = (784, *config.hidden_layers, 10)
     products = backprop_matmuls(layer_sizes)
-    probe = SgemmProbe(products, probe_seconds)
-    steps_equivalent = len(data.train_labels) / BATCH_SIZE  # FLOPs are linear in the batch size
+    probe = SgemmProbe(products)
     torch = _import_torch() if with_torch else None
     torch_loop = TorchLoop(torch, config, data, threads) if torch is not None else None
-    clock = InterleavedClock(probe, steps_equivalent, torch_loop)
+    clock = InterleavedClock(probe, torch_loop)
 
     def report(event) -> None:
         if event.event != "epoch":
@@ -271,7 +258,8 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
     if end.status != "completed":
         raise RuntimeError(f"the benchmark run did not complete: {end.status} ({end.reason})")
 
-    flops = sum(p.flops for p in products) * steps_equivalent
+    # Every step is counted at batch 128, the last partial one too: a limit that is, if anything, low.
+    flops = sum(p.flops for p in products) * math.ceil(len(data.train_labels) / BATCH_SIZE)
     epoch_seconds = statistics.median(clock.epoch_seconds[1:])
     limit = statistics.median(clock.limit_seconds[1:])
     result = {
