@@ -10,7 +10,6 @@ import { notifyError } from './toast.js';
 
 const $ = (id) => document.getElementById(id);
 const GALLERY_LIMIT = 48;
-let loadedFor = null; // run id whose evaluation is on screen (or loading)
 let loading = false;
 
 function cssTriple(name) {
@@ -181,10 +180,20 @@ function renderEmpty(message) {
 }
 
 // ---- loading ----------------------------------------------------------------------------------
+// What is on screen (or loading): "<run id>:final" for a run that has ended, "<run id>:live" for
+// the model of a run still training. A run that ends is evaluated again, with its final model.
+const keyOf = (run) => `${run.id}:${isActive(run) ? 'live' : 'final'}`;
+let shownKey = null;
+let again = false; // something asked for an evaluation while one was loading
+
 async function evaluate(run) {
-  if (!run?.has_model || loading) return;
+  if (!run?.has_model) return;
+  if (loading) {
+    again = true;
+    return;
+  }
   loading = true;
-  loadedFor = run.id;
+  shownKey = keyOf(run);
   renderControls();
   $('eval-summary').textContent = `Evaluating run #${run.id} on the test digits…`;
   try {
@@ -200,17 +209,17 @@ async function evaluate(run) {
     const wrong = total - evaluation.confusion_matrix.reduce((sum, row, i) => sum + row[i], 0);
     $('eval-summary').textContent =
       `Test accuracy ${formatPercent(evaluation.accuracy, 2)}: ${formatInteger(wrong)} of ${formatInteger(total)} test digits misread` +
-      (isActive(run) ? ' (model from the last finished epoch).' : '.');
+      (isActive(run) ? ' (the model of the last finished epoch).' : '.');
   } catch (error) {
-    loadedFor = null;
+    shownKey = null;
     $('eval-summary').textContent = error.message;
     if (error.status !== 404 && error.status !== 409) notifyError(error, `Could not evaluate run #${run.id}`);
   } finally {
     loading = false;
     renderControls();
-    if (state.watched?.id !== run.id) {
-      loadedFor = null; // the user moved on while this loaded: show their run instead
-      onWatched();
+    if (again || state.watched?.id !== run.id) {
+      again = false;
+      onWatched(); // the user moved on, or the run ended, while this loaded
     }
   }
 }
@@ -227,17 +236,17 @@ function onWatched() {
   const run = state.watched?.run;
   renderControls();
   if (!run) {
-    loadedFor = null;
+    shownKey = null;
     renderEmpty('Train a run to see its confusion matrix, the digits it gets wrong and what its hidden units look for.');
     $('eval-summary').textContent = 'On the test digits, once a run has a model.';
     return;
   }
-  if (loadedFor !== null && loadedFor !== run.id) loadedFor = null;
-  if (loadedFor === run.id) return;
+  if (shownKey !== null && !shownKey.startsWith(`${run.id}:`)) shownKey = null;
   if (run.has_model && !isActive(run)) {
-    evaluate(run);
+    if (shownKey !== keyOf(run)) evaluate(run);
     return;
   }
+  if (shownKey !== null) return; // the model of a finished epoch stays on screen while it trains
   $('eval-summary').textContent = 'On the test digits, once a run has a model.';
   renderEmpty(run.has_model
     ? `Press “Evaluate current model” to test run #${run.id} as of its last finished epoch; it is evaluated by itself when it ends.`
@@ -245,14 +254,7 @@ function onWatched() {
 }
 
 export function initEvaluation() {
-  $('evaluate').addEventListener('click', () => {
-    loadedFor = null;
-    evaluate(state.watched?.run);
-  });
+  $('evaluate').addEventListener('click', () => evaluate(state.watched?.run));
   on('watched', onWatched);
-  on('run-finished', () => {
-    loadedFor = null;
-    onWatched();
-  });
   onWatched();
 }

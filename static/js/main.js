@@ -38,7 +38,6 @@ function applyRun(run) {
 }
 
 function onRunEnded(run) {
-  emit('run-finished', run);
   if (run.status === 'failed') {
     notify(run.reason || 'The run failed without a reason; the server log has details.', {
       kind: 'error',
@@ -138,14 +137,18 @@ function unwatch() {
 
 /** With nothing live on screen, follow the run that is training (also one started elsewhere). */
 function followLatest() {
-  const watched = state.watched?.run;
+  let watched = state.watched?.run;
+  if (watched && !state.runs.some((r) => r.id === watched.id)) {
+    unwatch(); // deleted (perhaps in another tab)
+    state.followLatest = true;
+    watched = null;
+  }
   if (!state.followLatest && watched) return;
-  if (watched && isActive(watched) && state.runs.some((r) => r.id === watched.id)) return;
+  if (watched && isActive(watched)) return;
   const next = state.runs.find((r) => r.status === 'running')
     ?? state.runs.find(isActive)
-    ?? (watched && state.runs.some((r) => r.id === watched.id) ? null : state.runs[0]);
+    ?? (watched ? null : state.runs[0]);
   if (next && next.id !== state.watched?.id) watchRun(next.id, { follow: true, run: next });
-  else if (!next && watched && !state.runs.some((r) => r.id === watched.id)) unwatch();
 }
 
 // ---- server state ---------------------------------------------------------------------------

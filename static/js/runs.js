@@ -105,17 +105,40 @@ function renderRun(run) {
   return item;
 }
 
+// Rows are rebuilt only when what they show changed, so the refresh every few seconds does not
+// replace a button under a pointer that is about to click it.
+const rows = new Map(); // run id -> { key, node }
+
+function rowKey(run) {
+  return JSON.stringify([
+    run, state.watched?.id === run.id, state.compared.get(run.id)?.colorIndex ?? null,
+    state.compared.size >= COMPARE_SLOTS, state.activeModel,
+    formatRelativeTime(run.created_at), formatDuration(durationOf(run)),
+  ]);
+}
+
 function render() {
   const list = $('run-list');
-  // Re-rendering replaces the buttons: remember which one had focus and give it back.
   const focused = document.activeElement;
   const focusKey = list.contains(focused) && focused.dataset.action
     ? `[data-run-id="${focused.dataset.runId}"][data-action="${focused.dataset.action}"]`
     : null;
-  list.replaceChildren(...state.runs.map(renderRun));
+  const nodes = state.runs.map((run) => {
+    const key = rowKey(run);
+    const row = rows.get(run.id);
+    if (row?.key === key) return row.node;
+    const node = renderRun(run);
+    rows.set(run.id, { key, node });
+    return node;
+  });
+  for (const id of rows.keys()) if (!state.runs.some((run) => run.id === id)) rows.delete(id);
+  const current = [...list.children];
+  if (current.length !== nodes.length || current.some((node, i) => node !== nodes[i])) {
+    list.replaceChildren(...nodes);
+  }
   $('run-list-empty').hidden = state.runs.length > 0;
   $('clear-compare').hidden = state.compared.size === 0;
-  if (focusKey) list.querySelector(focusKey)?.focus();
+  if (focusKey && !list.contains(document.activeElement)) list.querySelector(focusKey)?.focus();
 }
 
 // ---- comparison ---------------------------------------------------------------------------------

@@ -159,6 +159,10 @@ export class RunStream {
         break;
       case 'status':
         this.handlers.onStatus(message);
+        if (this.handlers.runFinished()) {
+          this.close(); // nothing more will come for this run
+          this.handlers.onConnection('idle', null);
+        }
         break;
       default:
         break; // a newer server may send more types; ignoring them is safe

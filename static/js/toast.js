@@ -21,7 +21,7 @@ export function notify(message, { kind = 'info', title = null, timeout = null } 
   toast.className = 'toast';
   toast.dataset.kind = kind;
   toast.dataset.message = text;
-  toast.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  if (kind === 'error') toast.setAttribute('role', 'alert'); // the others: the polite region
   const body = document.createElement('div');
   const heading = title ?? (kind === 'error' ? 'Something went wrong' : null);
   if (heading) {
