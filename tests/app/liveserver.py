@@ -81,9 +81,11 @@ class LiveServer:
         self.stop()
         raise RuntimeError(f"the server did not answer /healthz within {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
+    def log(self, last: int | None = 5000) -> str:
+        """The server's output (its last `last` characters; None: all of it)."""
         try:
-            return self.log_path.read_text(errors="replace")[-5000:]
+            text = self.log_path.read_text(errors="replace")
+            return text if last is None else text[-last:]
         except OSError:
             return ""
 
