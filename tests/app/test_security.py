@@ -287,3 +287,28 @@ def test_a_model_file_with_a_pickle_inside_is_refused_not_executed(tmp_path, mni
         assert client.get(f"/api/runs/{run_id}/evaluation").status_code == 409
         assert not marker.exists()
         assert client.get("/healthz").status_code == 200
+
+
+# --- exposed (checked on the guard itself: these tests never bind a public address) -----------------
+def scope(method: str, path: str, headers: dict[str, str], client: str = "203.0.113.7") -> dict:
+    return {"type": "http", "method": method, "path": path, "client": (client, 50000),
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+
+
+def test_exposed_guard_needs_the_token_for_writes_only_and_limits_every_client(tmp_path):
+    from app.security import EXPOSED_RATE_PER_S, Guard
+
+    guard = Guard(app=None, settings=Settings(data_dir=tmp_path, host="0.0.0.0", port=8000,
+                                              token=TOKEN, rate_limit_burst=3))
+    host = {"Host": "lab.example.org:8000"}  # any name: the Host check is for loopback only
+    assert guard.check(scope("GET", "/api/runs", host)) is None
+    assert guard.check(scope("POST", "/predict", host, client="198.51.100.1")) is None
+    status, detail, headers = guard.check(scope("POST", "/api/runs", host, client="198.51.100.2"))
+    assert status == 401 and "Authorization: Bearer" in detail
+    assert guard.check(scope("DELETE", "/api/runs/3", {**host, **AUTH}, client="198.51.100.3")) is None
+    assert guard.check(scope("GET", "/healthz", host)) is None
+    assert guard.check(scope("GET", "/healthz", host)) is None
+    status, detail, headers = guard.check(scope("GET", "/healthz", host))  # 4th from one client
+    assert status == 429 and int(headers["Retry-After"]) >= 1
+    assert f"{EXPOSED_RATE_PER_S:g} a second" in detail
+    assert guard.check(scope("GET", "/healthz", host, client="192.0.2.9")) is None  # another client
