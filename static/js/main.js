@@ -14,6 +14,7 @@ import { initTraining } from './training.js';
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 4000;
+const PACE_WINDOW_MS = 20000;
 let stream = null;
 let serverReachable = true;
 let refreshing = null;
@@ -30,6 +31,7 @@ function applyRun(run) {
   const data = state.watched;
   if (data?.id === run.id) {
     const wasActive = isActive(data.run);
+    if (data.live && data.run.status !== run.status) data.live.pace = []; // a pause is no pace
     data.run = { ...data.run, ...run };
     emit('watched');
     if (wasActive && !isActive(data.run)) onRunEnded(data.run);
@@ -69,10 +71,15 @@ const streamHandlers = {
     if (!data) return;
     appendPoints(data, points);
     const last = points[points.length - 1];
+    // Steps done over the last PACE_WINDOW_MS, validation pauses included: the ETA's pace.
+    const now = performance.now();
+    const pace = (data.live?.pace ?? []).filter(([time]) => now - time <= PACE_WINDOW_MS);
+    pace.push([now, last.step + 1]);
     data.live = {
       epoch: last.epoch,
       samples_per_second: message?.samples_per_second ?? data.live?.samples_per_second,
       learning_rate: message?.learning_rate ?? data.live?.learning_rate,
+      pace,
     };
     emit('metrics');
   },

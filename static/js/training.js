@@ -136,6 +136,15 @@ function renderHeader() {
   $('run-summary').textContent = parts.filter(Boolean).join(' · ');
 }
 
+/** Steps a second over the recent window of [time ms, steps done] samples (null if too short). */
+function stepsPerSecond(pace) {
+  if (!pace || pace.length < 2) return null;
+  const [t0, s0] = pace[0];
+  const [t1, s1] = pace[pace.length - 1];
+  if (t1 - t0 < 2000 || s1 <= s0) return null;
+  return (s1 - s0) / ((t1 - t0) / 1000);
+}
+
 function renderProgress() {
   const data = state.watched;
   const run = data?.run;
@@ -167,10 +176,12 @@ function renderProgress() {
   $('progress-speed').textContent = running && Number.isFinite(speed) ? formatInteger(speed) : '–';
   let eta = '–';
   if (running) {
-    const batch = run.config?.batch_size ?? 0;
     const remaining = Math.max(0, stepsTotal - stepsDone);
-    if (Number.isFinite(speed) && speed > 0 && batch) eta = formatDuration((remaining * batch) / speed);
+    const pace = stepsPerSecond(data.live?.pace);
+    const batch = run.config?.batch_size ?? 0;
+    if (pace) eta = formatDuration(remaining / pace);
     else if (Number.isFinite(progress.eta_s)) eta = formatDuration(progress.eta_s);
+    else if (Number.isFinite(speed) && speed > 0 && batch) eta = formatDuration((remaining * batch) / speed);
   } else if (run.status === 'paused') eta = 'paused';
   else if (run.status === 'queued') eta = 'waiting';
   else if (Number.isFinite(run.duration_s)) eta = `took ${formatDuration(run.duration_s)}`;
