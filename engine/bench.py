@@ -155,8 +155,8 @@ class TorchLoop:
                 yield epoch, index, order[start : start + size]
             epoch += 1
 
-    def run_steps(self, count: int) -> float:
-        """Train `count` more steps; return how long they took."""
+    def run_steps(self, count: int) -> None:
+        """Train `count` more steps, adding their time to the epoch they belong to."""
         torch, config = self.torch, self.config
         images, labels = self.data.train_images, self.data.train_labels
         cross_entropy = torch.nn.functional.cross_entropy
@@ -181,7 +181,6 @@ class TorchLoop:
                 self.epoch_seconds.append(self._running_epoch + now - started)
                 self._running_epoch, started = 0.0, now
         self._running_epoch += time.perf_counter() - started
-        return self._running_epoch
 
 
 def _import_torch():
