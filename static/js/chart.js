@@ -65,11 +65,11 @@ export function logTicks(min, max, count) {
       if (tick >= min * (1 - 1e-9) && tick <= max * (1 + 1e-9)) ticks.push(+tick.toPrecision(12));
     }
   }
-  if (ticks.length >= 2) {
+  if (ticks.length >= 3) {
     const stride = Math.ceil(ticks.length / Math.max(2, count));
     return ticks.filter((_, i) => i % stride === 0);
   }
-  // Less than a decade in view: evenly spaced ticks read better.
+  // About a decade or less in view: evenly spaced ticks say more.
   return linearTicks(min, max, count).ticks.filter((tick) => tick > 0);
 }
 
