@@ -97,8 +97,7 @@ class Dense(Layer):
         return self.W.value.shape
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if not training:
-            self._x = None
+        if not training:  # touches no training state: predicting never disturbs a training step
             return x @ self.W.value + self.b.value
         self._x = x
         y = np.matmul(x, self.W.value, out=self.buffer("y", (len(x), self.shape[1]), x.dtype))
