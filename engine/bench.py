@@ -183,6 +183,14 @@ class TorchLoop:
         self._running_epoch += time.perf_counter() - started
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average (other work on the machine), where the OS reports one."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _import_torch():
     try:
         import torch
@@ -236,6 +244,11 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
 
     config = bench_config(preset).replace(epochs=epochs + 1)
     threads = blas_threads()
+    load_before = _load_average()
+    if load_before is not None and load_before > (os.cpu_count() or 1):
+        progress(f"warning: the machine is busy (load average {load_before:.1f} on {os.cpu_count()} "
+                 "CPUs): timings will be noisy, and multi-threaded BLAS degrades badly when cores "
+                 "are oversubscribed; compare with OPENBLAS_NUM_THREADS=1")
     layer_sizes = (784, *config.hidden_layers, 10)
     products = backprop_matmuls(layer_sizes)
     probe = SgemmProbe(products)
@@ -276,6 +289,7 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
         "epoch_seconds_each": [round(s, 4) for s in clock.epoch_seconds[1:]],
         "blas_limit_seconds_each": [round(s, 4) for s in clock.limit_seconds[1:]],
         "test_accuracy": end.test_accuracy,
+        "load_average_before_after": [load_before, _load_average()],
         "numpy": np.__version__,
         "python": platform.python_version(),
         "target_ratio_to_limit": TARGET_RATIO_TO_LIMIT,
