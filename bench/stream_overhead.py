@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,18 @@ THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS
 TERMINAL = {"stopped", "completed", "failed", "interrupted"}
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def headless(data_dir: Path, epochs: int) -> dict:
+    cpu_before = children_cpu()
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "train", "--preset", "default", "--epochs", str(epochs),
@@ -43,22 +55,46 @@ def headless(data_dir: Path, epochs: int) -> dict:
         env={**os.environ, **THREADS}, capture_output=True, text=True, check=True,
     )
     wall = time.perf_counter() - started
+    cpu = children_cpu() - cpu_before
     end = next(json.loads(line) for line in reversed(result.stdout.splitlines())
                if '"event": "end"' in line or '"event":"end"' in line)
-    return {"training_s": end["duration_s"], "wall_s": wall, "test_accuracy": end["test_accuracy"]}
+    return {"training_s": end["duration_s"], "wall_s": wall, "test_accuracy": end["test_accuracy"],
+            "trainer_cpu_s": cpu}
 
 
 async def watched(server: LiveServer, epochs: int, clients: int) -> dict:
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        server_cpu = cpu_seconds(server.pid)
+        clients_cpu = time.process_time()
         started = time.perf_counter()
         run = (await client.post("/api/runs", json={"preset": "default", "epochs": epochs})).json()
+        sampler = asyncio.create_task(worker_cpu(server))
         counts = await asyncio.gather(*(watch(server, run["id"]) for _ in range(clients)))
         wall = time.perf_counter() - started
+        server_cpu = cpu_seconds(server.pid) - server_cpu
+        clients_cpu = time.process_time() - clients_cpu
+        trainer_cpu = await sampler
         final = (await client.get(f"/api/runs/{run['id']}")).json()
     steps = final["progress"]["step"]
     assert all(count == steps for count, _ in counts), (counts, steps)  # every step, every client
     return {"training_s": final["duration_s"], "wall_s": wall, "test_accuracy": final["test_accuracy"],
-            "status": final["status"], "messages_per_client": statistics.fmean(m for _, m in counts)}
+            "status": final["status"], "messages_per_client": statistics.fmean(m for _, m in counts),
+            "trainer_cpu_s": trainer_cpu, "server_cpu_s": server_cpu, "clients_cpu_s": clients_cpu}
+
+
+async def worker_cpu(server: LiveServer) -> float:
+    """The training process's CPU time, sampled until it exits (the last ~0.2 s are missed)."""
+    last = 0.0
+    while True:
+        pids = server.worker_pids()
+        if pids:
+            try:
+                last = cpu_seconds(pids[0])
+            except (OSError, IndexError):
+                pass
+        elif last:
+            return last
+        await asyncio.sleep(0.2)
 
 
 async def watch(server: LiveServer, run_id: int) -> tuple[int, int]:
@@ -107,6 +143,7 @@ def main() -> int:
         return statistics.median(result[key] for result in results[kind])
 
     overhead = median("watched", "training_s") / median("headless", "training_s") - 1
+    cpu_overhead = median("watched", "trainer_cpu_s") / median("headless", "trainer_cpu_s") - 1
     wall_overhead = median("watched", "wall_s") / median("headless", "wall_s") - 1
     print(json.dumps({
         "preset": "default", "epochs": args.epochs, "clients": args.clients, "pairs": args.pairs,
@@ -116,6 +153,14 @@ def main() -> int:
         "watched_wall_s": [round(r["wall_s"], 2) for r in results["watched"]],
         "training_overhead_percent": round(100 * overhead, 1),
         "wall_overhead_percent": round(100 * wall_overhead, 1),
+        # CPU time of the training process itself (imports and MNIST loading included): what
+        # watching costs the training, apart from how the machine shares its cores.
+        "headless_trainer_cpu_s": [round(r["trainer_cpu_s"], 2) for r in results["headless"]],
+        "watched_trainer_cpu_s": [round(r["trainer_cpu_s"], 2) for r in results["watched"]],
+        "trainer_cpu_overhead_percent": round(100 * cpu_overhead, 1),
+        "server_cpu_s": [round(r["server_cpu_s"], 2) for r in results["watched"]],
+        "watching_clients_cpu_s": [round(r["clients_cpu_s"], 2) for r in results["watched"]],
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "messages_per_client": [round(r["messages_per_client"]) for r in results["watched"]],
         "test_accuracy": {"headless": [r["test_accuracy"] for r in results["headless"]],
                           "watched": [r["test_accuracy"] for r in results["watched"]]},

@@ -38,10 +38,12 @@ async def predict(request: Request):
         raise InputError("send either pixels or image, not both")
     if "pixels" in payload:
         pixels = payload["pixels"]
-        # One image is ~0.2 ms of NumPy: cheaper on the loop than a hop to the threadpool (which
-        # costs more than that on a busy machine). Batches and pictures go to the threadpool.
-        inline = isinstance(pixels, list) and not (pixels and isinstance(pixels[0], list))
-        return await _answer(runs, run_id, service.from_pixels, pixels, inline=inline)
+        # One image with a small, loaded model is ~0.2 ms of NumPy: cheaper on the loop than a hop
+        # to the threadpool (which costs more than that on a busy machine). Everything else (a
+        # batch, a picture, a big model, a model to load from disk) goes to the threadpool.
+        single = isinstance(pixels, list) and not (pixels and isinstance(pixels[0], list))
+        return await _answer(runs, run_id, service.from_pixels, pixels,
+                             quick=service.quick if single else None)
     if "image" in payload:
         from app.predictor import decode_base64_image
 
@@ -50,9 +52,12 @@ async def predict(request: Request):
                      "multipart upload with the field `file`")
 
 
-async def _answer(runs: RunManager, run_id: int | None, predict, value: Any, inline: bool = False):
+async def _answer(runs: RunManager, run_id: int | None, predict, value: Any, quick=None):
     chosen = _model_run(runs, run_id)
-    answer = predict(chosen, value) if inline else await run_in_threadpool(predict, chosen, value)
+    if quick is not None and quick(chosen):
+        answer = predict(chosen, value)
+    else:
+        answer = await run_in_threadpool(predict, chosen, value)
     return Response(answer, media_type="application/json")
 
 
