@@ -25,6 +25,9 @@ N_CLASSES = 10
 # (60,000 + 10,000 digits of 784 bytes), rounded up.
 PROCESS_BASE_BYTES = 192 * 1024 * 1024
 EVALUATION_BATCH = 2000  # engine.metrics.evaluate's batch
+# engine.augment.augment_batch's peak, measured with tracemalloc: 73 bytes a pixel for affine
+# distortions with thickness, 89 with elastic fields too; rounded up.
+AUGMENT_BYTES_PER_PIXEL = 96
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}  # state arrays per parameter
 
 
@@ -58,9 +61,10 @@ def estimated_memory_bytes(config: TrainConfig) -> int:
     its gradient) and, per hidden unit, about eight arrays (pre-activation, activation, their
     gradients, a dropout mask, the layers' buffers, NumPy's temporaries), three more with batch
     norm, plus the logits and softmax. Measured peak RSS of a process after 3 steps and the
-    evaluation (tests/app/test_limits.py checks the second): 109 MB for [128] x 128 (estimate
+    evaluation (tests/app/test_limits.py checks the last): 109 MB for [128] x 128 (estimate
     220), 313 MB for adam [1024, 1024] x 2048 (estimate 374), 780 MB for adam [2048, 2048] x 4096
-    with batch norm and dropout (estimate 1044).
+    with batch norm and dropout (estimate 1044), all without augmentation; 465 MB for adam
+    [1024, 1024] x 2048 with the `default` preset's augmentation (estimate 521).
     """
     parameters = parameter_count(config)
     slots = OPTIMIZER_SLOTS.get(config.optimizer, 2)
@@ -69,6 +73,8 @@ def estimated_memory_bytes(config: TrainConfig) -> int:
     if config.batch_norm:
         per_sample += 4 * 3 * sum(config.hidden_layers)
     activation_bytes = per_sample * max(config.batch_size, EVALUATION_BATCH)
+    if config.augmentation.enabled:  # warp coordinates, sampling weights, fields of each batch
+        activation_bytes += AUGMENT_BYTES_PER_PIXEL * N_INPUTS * config.batch_size
     return PROCESS_BASE_BYTES + parameter_bytes + activation_bytes
 
 

@@ -81,6 +81,10 @@ def test_memory_estimate_grows_with_what_costs_memory():
     assert estimated_memory_bytes(config(hidden_layers=[128], batch_size=128, optimizer="adam")) > small
     assert estimated_memory_bytes(config(hidden_layers=[128], batch_size=8192, optimizer="sgd")) > small
     assert estimated_memory_bytes(config(hidden_layers=[1024], batch_size=128, optimizer="sgd")) > small
+    plain = config(hidden_layers=[128], augmentation={})
+    assert not plain.augmentation.enabled
+    assert estimated_memory_bytes(config(hidden_layers=[128], augmentation={"elastic_alpha": 34})) > \
+        estimated_memory_bytes(plain)
 
 
 MEASURE_PEAK = """
@@ -108,7 +112,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 def test_memory_estimate_is_above_a_real_training_process_peak(tmp_path, mnist_dir):
     """Three real training steps (and the evaluation after them) in a fresh process, as a worker
     does them: its peak resident memory stays under the estimate the server refuses runs by."""
-    values = {"hidden_layers": [1024, 1024], "batch_size": 2048, "optimizer": "adam"}
+    values = {"hidden_layers": [1024, 1024], "batch_size": 2048, "optimizer": "adam",
+              "augmentation": {"shift": 2, "rotation": 10, "scale": 0.1, "thickness": 0.3}}
     done = subprocess.run([sys.executable, "-c", MEASURE_PEAK, json.dumps(values), str(tmp_path)],
                           capture_output=True, text=True, timeout=300, cwd=REPO,
                           env={**os.environ, "MNIST_DIR": str(mnist_dir)})
