@@ -6,7 +6,7 @@
 
 import { api, ApiError } from './api.js';
 import { formatPercent } from './format.js';
-import { emit, on, state } from './state.js';
+import { emit, isActive, on, state } from './state.js';
 import { notifyError } from './toast.js';
 
 const PREDICT_DELAY_MS = 150;
@@ -233,7 +233,20 @@ function renderPrediction(answer) {
 
 function setNoModel(missing) {
   noModel = missing;
-  $('no-model').hidden = !missing;
+  renderNoModel();
+}
+
+/** Without a model: offer to train one, or say which run will give one. */
+function renderNoModel() {
+  $('no-model').hidden = !noModel;
+  if (!noModel) return;
+  const training = state.runs.find((run) => run.status === 'running')
+    ?? state.runs.find(isActive)
+    ?? (isActive(state.watched?.run) ? state.watched.run : null);
+  $('no-model-start').hidden = Boolean(training);
+  $('no-model-text').textContent = training
+    ? `Run #${training.id} is ${training.status}: its model reads your digits once its first epoch has finished.`
+    : 'A run needs to finish at least one epoch before it can read your digits.';
 }
 
 function renderModel() {
@@ -289,6 +302,8 @@ export function initDrawing() {
     }
   });
   on('active-model', renderModel);
+  on('runs', renderNoModel);
+  on('watched', renderNoModel);
   renderModel();
   return { get noModel() { return noModel; } };
 }

@@ -62,7 +62,10 @@ function renderConfusion(matrix) {
   const headRow = document.createElement('tr');
   const corner = document.createElement('th');
   corner.className = 'corner';
-  corner.textContent = 'true \\ pred';
+  const cornerText = document.createElement('span');
+  cornerText.className = 'sr-only';
+  cornerText.textContent = 'true digit, by predicted digit';
+  corner.append(cornerText);
   headRow.append(corner);
   for (let p = 0; p < 10; p += 1) {
     const th = document.createElement('th');

@@ -45,6 +45,11 @@ function onRunEnded(run) {
       kind: 'error',
       title: `Run #${run.id} failed`,
     });
+  } else if (run.status === 'interrupted') {
+    notify(run.reason || 'The server stopped while this run was training.', {
+      kind: 'error',
+      title: `Run #${run.id} was interrupted`,
+    });
   } else if (run.status === 'completed') {
     const accuracy = Number.isFinite(run.best_val_accuracy)
       ? ` Best validation accuracy ${(run.best_val_accuracy * 100).toFixed(2)}%.` : '';

@@ -294,6 +294,9 @@ def test_without_a_model_the_page_says_so_and_offers_a_run(fresh_server: Server,
     configure(page, epochs=2, layer=32)
     no_model.get_by_role("button", name="Train a model now").click()
     expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", re.compile(r"\d"))
+    # While it trains, the panel says which run will answer instead of offering another one.
+    expect(no_model).to_contain_text(re.compile(r"Run #\d+ is (queued|running)"))
+    expect(no_model.get_by_role("button", name="Train a model now")).to_be_hidden()
     # Once the first epoch gives a model, the drawing already on the canvas is read.
     expect(no_model).to_be_hidden(timeout=60_000)
     expect(page.get_by_test_id("prediction")).to_have_text(re.compile(r"^[0-9]$"))
