@@ -57,7 +57,8 @@ def test_bad_options_exit_2_with_a_clear_message(argv, message, capsys):
 @pytest.mark.mnist
 def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     model_path = tmp_path / "model.npz"
-    argv = ["train", "--hidden", "16", "--epochs", "2", "--batch-size", "1000", "--optimizer", "adam",
+    argv = ["train", "--preset", "notebook", "--init", "auto", "--hidden", "16", "--epochs", "2",
+            "--batch-size", "1000", "--optimizer", "adam", "--schedule", "constant",
             "--lr", "0.01", "--seed", "4", "--save", str(model_path), "--data-dir", str(data_dir), "--json"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
