@@ -150,10 +150,16 @@ def server_factory(tmp_path_factory, mnist_dir):
         instance.close()
 
 
+def _expected_console_error(text: str) -> bool:
+    """What Chromium itself logs for answers the page handles: a 4xx it shows to the user, a
+    WebSocket that cannot connect while the server is down."""
+    return text.startswith("Failed to load resource") or "WebSocket connection to" in text
+
+
 @pytest.fixture
 def new_page(playwright_browser, request):
     """new_page(url, width=1440, height=900): a page in its own context, closed after the test.
-    Uncaught errors in the page fail the test."""
+    Uncaught errors in the page, and errors it logs (a widget that failed), fail the test."""
     contexts = []
     errors: list[str] = []
 
@@ -164,6 +170,8 @@ def new_page(playwright_browser, request):
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text)
+                if message.type == "error" and not _expected_console_error(message.text) else None)
         page.goto(url)
         return page
 
