@@ -3,6 +3,7 @@
     python bench/predict_load.py                      # 500 req/s for 20 s, pixels of a real digit
     python bench/predict_load.py --rate 800 --seconds 30 --connections 32
     python bench/predict_load.py --kind image         # a 280x280 PNG data URL instead of pixels
+    python bench/predict_load.py --priority 19        # on a shared machine (root): CPU first
 
 The server trains the `default` preset on all of MNIST the whole time (its first epoch is
 awaited, so there is a model to predict with; the run keeps training during the measurement).

@@ -3,6 +3,7 @@
 
     python bench/stream_overhead.py                    # default preset, 2 pairs of runs
     python bench/stream_overhead.py --epochs 3 --pairs 3 --clients 10
+    python bench/stream_overhead.py --priority 10      # on a shared machine (root)
 
 Both train in a process of their own with one BLAS thread (the server's default,
 MNIST_LAB_WORKER_THREADS=1) and the same niceness, on all of MNIST from the same data dir. The
