@@ -35,6 +35,9 @@ def test_health_options_and_docs(fresh):
     assert options["limits"]["max_body_bytes"] == 2 * 1024 * 1024
     assert fresh.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert_readable(fresh.get("/api/nothing-here"), 404, "/docs")
+    page = fresh.get("/")
+    assert page.status_code == 200 and "MNIST Lab" in page.text
+    assert fresh.get("/static/css/app.css").status_code == 200
 
 
 # --- runs: validation -----------------------------------------------------------------------------
