@@ -39,9 +39,9 @@ class Settings:
     stream_max_lag_messages: int = 256
     stream_interval_s: float = 0.05  # at most ~20 `iterations` messages a second per client
     stream_send_timeout_s: float = 30.0  # a client that accepts nothing this long is disconnected
-    # Persistence: per-iteration losses are written in batches.
+    # Persistence: per-iteration losses are written as each batch arrives from the worker (about
+    # 20 a second); a batch that could not be written is retried this often.
     flush_interval_s: float = 0.5
-    flush_points: int = 200
     # Workers
     worker_nice: int = 5  # training yields the CPU to the API and the page
     worker_threads: int = 1  # BLAS threads per training process (0: the library's default)
