@@ -79,6 +79,21 @@ def server_points(server: Server, run_id: int) -> int:
     return len(server.metrics(run_id)["iterations"])
 
 
+def expect_in_step(server: Server, run_id: int, *pages: Page, timeout_s: float = 20) -> int:
+    """Wait until every page draws exactly the points the server has stored for the run (a run
+    that was just paused or ended may still be delivering its last steps), and return the count.
+    """
+    counts: list[int] = []
+
+    def in_step() -> bool:
+        counts[:] = [server_points(server, run_id), *(points(page) for page in pages)]
+        return len(set(counts)) == 1
+
+    wait_until(pages[0], in_step, lambda: f"the pages to draw the server's points: {counts}",
+               timeout_s)
+    return counts[0]
+
+
 def draw_seven(page: Page):
     box = page.get_by_test_id("draw-canvas").bounding_box()
     x, y, w, h = box["x"], box["y"], box["width"], box["height"]
@@ -139,8 +154,7 @@ def test_a_run_started_from_a_preset_updates_the_charts_live(server: Server, new
     expect(page.get_by_test_id("accuracy-chart")).to_have_attribute("data-epochs", "3")
     run = server.run(run_id)
     assert run["config"]["preset"] == "notebook" and run["config"]["epochs"] == 3
-    expect(page.get_by_test_id("loss-chart")).to_have_attribute(
-        "data-points", str(server_points(server, run_id)))
+    assert expect_in_step(server, run_id, page) == run["progress"]["steps_total"]
     seen = page.evaluate("() => ({points: [...window.seen.points], epochs: [...window.seen.epochs]})")
     assert len([n for n in seen["points"] if 0 < n < run["progress"]["steps_total"]]) >= 2, seen
     assert {1, 2, 3} <= set(seen["epochs"]), seen
@@ -193,10 +207,9 @@ def test_pause_resume_and_stop_follow_the_real_status(server: Server, new_page):
     expect(pause).to_be_disabled()
     expect(stop).to_be_enabled()
     assert server.run(run_id)["status"] == "paused"
-    page.wait_for_timeout(800)
-    paused_at = points(page)
-    page.wait_for_timeout(800)
-    assert points(page) == paused_at == server_points(server, run_id)
+    paused_at = expect_in_step(server, run_id, page)
+    page.wait_for_timeout(1000)
+    assert points(page) == paused_at == server_points(server, run_id)  # nothing trains
 
     resume.click()
     expect(status).to_have_text("running")
@@ -227,10 +240,8 @@ def test_reloading_mid_run_shows_the_whole_curve_again(server: Server, new_page)
 
     page.get_by_test_id("pause-run").click()
     expect(page.get_by_test_id("run-status")).to_have_text("paused")
-    page.wait_for_timeout(800)
     # Same count as the server: nothing missing, nothing twice.
-    expect(page.get_by_test_id("loss-chart")).to_have_attribute(
-        "data-points", str(server_points(server, run_id)))
+    expect_in_step(server, run_id, page)
 
 
 def test_two_tabs_watching_one_run_stay_in_step(server: Server, new_page):
@@ -246,14 +257,11 @@ def test_two_tabs_watching_one_run_stay_in_step(server: Server, new_page):
     expect(second.get_by_test_id("run-status")).to_have_text("paused")
     expect(second.get_by_test_id("resume-run")).to_be_enabled()
     expect(second.get_by_test_id("pause-run")).to_be_disabled()
-    first.wait_for_timeout(800)
-    expected = str(server_points(server, run_id))
-    for tab in (first, second):
-        expect(tab.get_by_test_id("loss-chart")).to_have_attribute("data-points", expected)
+    paused_at = expect_in_step(server, run_id, first, second)
 
     second.get_by_test_id("resume-run").click()
     expect(first.get_by_test_id("run-status")).to_have_text("running")
-    wait_for_points(first, int(expected) + 5)
+    wait_for_points(first, paused_at + 5)
     second.get_by_test_id("stop-run").click()
     expect(first.get_by_test_id("run-status")).to_have_text("stopped")
     expect(first.get_by_test_id("stop-run")).to_be_disabled()
@@ -353,8 +361,7 @@ def test_the_page_reconnects_after_a_server_restart(server_factory, new_page):
     # Back: the stream resumes by itself and the run shows what the server made of it.
     expect(connection).not_to_have_attribute("data-state", "reconnecting", timeout=30_000)
     expect(page.get_by_test_id("run-status")).to_have_text("interrupted")
-    expect(page.get_by_test_id("loss-chart")).to_have_attribute(
-        "data-points", str(server_points(server, run_id)))
+    expect_in_step(server, run_id, page)
 
 
 def test_a_server_with_a_token_asks_the_user_for_it(server_factory, new_page):
