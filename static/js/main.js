@@ -259,6 +259,7 @@ function start() {
   on('active-model', renderModelPill);
   on('watched', renderConnection);
   on('runs-changed', refreshRuns);
+  on('watch-request', (runId) => watchRun(runId, { follow: true }));
   on('run-deleted', (runId) => {
     if (state.watched?.id === runId) {
       unwatch();

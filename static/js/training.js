@@ -4,7 +4,7 @@
 
 import { LineChart } from './chart.js';
 import { configSummary, formatDuration, formatInteger, formatLoss, formatPercent, formatRelativeTime } from './format.js';
-import { lastStep, on, state } from './state.js';
+import { emit, isActive, lastStep, on, state } from './state.js';
 
 const $ = (id) => document.getElementById(id);
 let lossChart;
@@ -117,7 +117,19 @@ function updateCharts() {
 }
 
 // ---- header and progress -------------------------------------------------------------------
+/** Watching an older run while another trains: offer the way back to the live one. */
+function renderWatchLive() {
+  const live = state.runs.find((r) => r.status === 'running') ?? state.runs.find(isActive);
+  const button = $('watch-live');
+  button.hidden = !live || live.id === state.watched?.id;
+  if (live) {
+    button.textContent = `Run #${live.id} is ${live.status}: watch it`;
+    button.dataset.runId = String(live.id);
+  }
+}
+
 function renderHeader() {
+  renderWatchLive();
   const run = state.watched?.run;
   const badge = $('run-status');
   const status = run?.status ?? 'idle';
@@ -239,6 +251,8 @@ export function initTraining() {
     updateCharts();
   });
   on('metrics', updateCharts);
+  on('runs', renderWatchLive);
+  $('watch-live').addEventListener('click', () => emit('watch-request', Number($('watch-live').dataset.runId)));
   on('compare', updateCharts);
   renderHeader();
   updateCharts();

@@ -339,6 +339,14 @@ def test_history_compares_activates_and_deletes_runs(server: Server, new_page):
     expect(page.get_by_label("Units in hidden layer 1")).to_have_value("16")
     expect(page.get_by_label("Epochs", exact=True)).to_have_value("1")
 
+    # Watching an older run while another trains: one click leads back to the live one.
+    open_run(page, older["id"])
+    live = server.api.post("/api/runs", json={"hidden_layers": [16], "epochs": 200}).json()
+    expect(page.get_by_role("button", name=f"Run #{live['id']} is")).to_be_visible()
+    page.get_by_role("button", name=f"Run #{live['id']} is").click()
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(live["id"]))
+    server.stop_active_runs()
+
     page.get_by_role("button", name=f"Delete run {older['id']}").click()
     page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
     expect(run_list.locator(f'li[data-run-id="{older["id"]}"]')).to_have_count(0)
