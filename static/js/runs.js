@@ -10,6 +10,8 @@ import { notify, notifyError } from './toast.js';
 
 const $ = (id) => document.getElementById(id);
 const COMPARE_SLOTS = 5; // palette slots 1..5; slot 0 is the watched run
+const COLLAPSED_ROWS = 8;
+let showAll = false;
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -123,7 +125,14 @@ function render() {
   const focusKey = list.contains(focused) && focused.dataset.action
     ? `[data-run-id="${focused.dataset.runId}"][data-action="${focused.dataset.action}"]`
     : null;
-  const nodes = state.runs.map((run) => {
+  // The newest runs, the watched one and the compared ones; all of them on request.
+  const shown = showAll ? state.runs : state.runs.filter((run, i) => i < COLLAPSED_ROWS
+    || run.id === state.watched?.id || state.compared.has(run.id) || isActive(run));
+  const more = $('show-all-runs');
+  more.hidden = state.runs.length <= COLLAPSED_ROWS;
+  more.textContent = showAll ? 'Show fewer runs' : `Show all ${state.runs.length} runs`;
+  more.setAttribute('aria-expanded', String(showAll));
+  const nodes = shown.map((run) => {
     const key = rowKey(run);
     const row = rows.get(run.id);
     if (row?.key === key) return row.node;
@@ -266,6 +275,10 @@ export function initRuns(actions) {
   list.addEventListener('change', (event) => {
     const target = event.target;
     if (target.dataset.action === 'compare') compare(Number(target.dataset.runId), target.checked);
+  });
+  $('show-all-runs').addEventListener('click', () => {
+    showAll = !showAll;
+    render();
   });
   $('clear-compare').addEventListener('click', () => {
     state.compared.clear();
