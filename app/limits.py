@@ -17,6 +17,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from app.settings import Settings
+from engine import config as engine_config
 from engine.config import TrainConfig
 
 N_INPUTS = 28 * 28
@@ -138,6 +139,18 @@ def admit_run(config: TrainConfig, settings: Settings, statuses: Iterable[str]) 
 def describe(settings: Settings) -> dict[str, Any]:
     """The run and stream limits, for `/api/options` (merged into Settings.limits())."""
     return {name: getattr(settings, name) for name in LIMIT_SETTINGS}
+
+
+def field_bounds(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What each config field may be on this server, for `/api/options` `fields`: the engine's
+    bounds (`engine.config.field_bounds`), tightened where a size limit is lower."""
+    fields = engine_config.field_bounds()
+    for name, key, limit in (("epochs", "max", settings.max_epochs),
+                             ("batch_size", "max", settings.max_batch_size),
+                             ("hidden_layers", "max", settings.max_units_per_layer),
+                             ("hidden_layers", "max_items", settings.max_hidden_layers)):
+        fields[name][key] = min(fields[name][key], limit)
+    return fields
 
 
 LIMIT_SETTINGS = (

@@ -7,19 +7,29 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.config import AUGMENT_BOUNDS
+
 RunStatus = Literal["queued", "running", "paused", "stopped", "completed", "failed", "interrupted"]
+
+
+def _range(name: str) -> str:
+    bounds = AUGMENT_BOUNDS[name]
+    return f"({bounds.low:g}..{bounds.high:g})"
 
 
 class Augmentation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shift: float | None = Field(None, description="max translation in pixels (0..10)")
-    rotation: float | None = Field(None, description="max rotation in degrees (0..90)")
-    scale: float | None = Field(None, description="max relative zoom (0..0.9)")
-    shear: float | None = Field(None, description="max shear in degrees (0..60)")
-    elastic_alpha: float | None = Field(None, description="elastic distortion strength (0..100)")
-    elastic_sigma: float | None = Field(None, description="elastic distortion smoothness (0..20)")
-    thickness: float | None = Field(None, description="probability of thinning/thickening strokes")
+    shift: float | None = Field(None, description=f"max translation in pixels {_range('shift')}")
+    rotation: float | None = Field(None, description=f"max rotation in degrees {_range('rotation')}")
+    scale: float | None = Field(None, description=f"max relative zoom {_range('scale')}")
+    shear: float | None = Field(None, description=f"max shear in degrees {_range('shear')}")
+    elastic_alpha: float | None = Field(
+        None, description=f"elastic distortion strength {_range('elastic_alpha')}")
+    elastic_sigma: float | None = Field(
+        None, description=f"elastic distortion smoothness {_range('elastic_sigma')}")
+    thickness: float | None = Field(
+        None, description=f"probability of thinning/thickening strokes {_range('thickness')}")
 
 
 class RunConfig(BaseModel):
@@ -159,9 +169,22 @@ class Preset(BaseModel):
     config: dict
 
 
+class FieldBounds(BaseModel):
+    """The values a config field may take on this server (engine bounds tightened by limits)."""
+
+    min: int | float | None = Field(None, description="smallest value (of each item of a list)")
+    max: int | float | None = Field(None, description="largest value (of each item of a list)")
+    integer: bool | None = Field(None, description="whole numbers only")
+    max_items: int | None = Field(None, description="longest list (hidden_layers)")
+    choices: list[str] | None = Field(None, description="the allowed names")
+
+
 class Options(BaseModel):
     presets: list[Preset]
     choices: dict[str, list[str]]
+    fields: dict[str, FieldBounds] = Field(description=(
+        "per config field: {min, max, integer} for numbers (hidden_layers: of each layer's size, "
+        "plus max_items), {choices} for names; augmentation fields as 'augmentation.<name>'"))
     limits: dict[str, int | float | None]
     auth_required: bool
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 INITS = ("auto", "he", "glorot", "notebook")
@@ -19,6 +19,62 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 
 class ConfigError(ValueError):
     """A training configuration that cannot be used, with the reason and what would be valid."""
+
+
+class Bounds(NamedTuple):
+    """The allowed values of a numeric field: low <= value <= high, whole numbers if `integer`."""
+
+    low: float
+    high: float
+    integer: bool = False
+
+
+# The one table of numeric limits: `_validated` enforces it, `field_bounds` publishes it (the
+# server sends it to the dashboard's form in GET /api/options).
+FIELD_BOUNDS: dict[str, Bounds] = {
+    "dropout": Bounds(0.0, 0.95),
+    "learning_rate": Bounds(1e-8, 1000.0),
+    "momentum": Bounds(0.0, 0.999),
+    "weight_decay": Bounds(0.0, 1.0),
+    "lr_decay": Bounds(0.01, 1.0),
+    "warmup_epochs": Bounds(0.0, 100.0),
+    "batch_size": Bounds(1, 60000, integer=True),
+    "epochs": Bounds(1, 1000, integer=True),
+    "seed": Bounds(0, 2**32 - 1, integer=True),
+}
+LAYER_UNITS = Bounds(1, 65536, integer=True)  # the size of each hidden layer
+MAX_HIDDEN_LAYERS = 16
+AUGMENT_BOUNDS: dict[str, Bounds] = {
+    "shift": Bounds(0.0, 10.0),
+    "rotation": Bounds(0.0, 90.0),
+    "scale": Bounds(0.0, 0.9),
+    "shear": Bounds(0.0, 60.0),
+    "elastic_alpha": Bounds(0.0, 100.0),
+    "elastic_sigma": Bounds(0.0, 20.0),
+    "thickness": Bounds(0.0, 1.0),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "activation": ACTIVATIONS,
+    "init": INITS,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+}
+
+
+def field_bounds() -> dict[str, dict[str, Any]]:
+    """Every field's allowed values as JSON: `{"min", "max", "integer"}` for a number (for
+    `hidden_layers`, of each layer's size, plus `max_items`), `{"choices"}` for a name; the
+    augmentation fields are named `augmentation.<field>`."""
+
+    def describe(bounds: Bounds) -> dict[str, Any]:
+        return {"min": bounds.low, "max": bounds.high, "integer": bounds.integer}
+
+    return {
+        "hidden_layers": {**describe(LAYER_UNITS), "max_items": MAX_HIDDEN_LAYERS},
+        **{name: describe(bounds) for name, bounds in FIELD_BOUNDS.items()},
+        **{f"augmentation.{name}": describe(bounds) for name, bounds in AUGMENT_BOUNDS.items()},
+        **{name: {"choices": list(choices)} for name, choices in CHOICES.items()},
+    }
 
 
 @dataclass(frozen=True)
@@ -41,17 +97,6 @@ class AugmentConfig:
     @property
     def enabled(self) -> bool:
         return any(getattr(self, f.name) > 0 for f in dataclasses.fields(self))
-
-
-_AUGMENT_LIMITS = {
-    "shift": (0.0, 10.0),
-    "rotation": (0.0, 90.0),
-    "scale": (0.0, 0.9),
-    "shear": (0.0, 60.0),
-    "elastic_alpha": (0.0, 100.0),
-    "elastic_sigma": (0.0, 20.0),
-    "thickness": (0.0, 1.0),
-}
 
 
 @dataclass(frozen=True)
@@ -111,7 +156,7 @@ class TrainConfig:
 
 
 # --- validation --------------------------------------------------------------------------------
-def _number(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> Any:
+def _number(name: str, value: Any, low: float, high: float, integer: bool = False) -> Any:
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be {kind} between {low:g} and {high:g}, got {value!r}")
@@ -132,24 +177,26 @@ def _validated(v: dict[str, Any]) -> TrainConfig:
     layers = v["hidden_layers"]
     if isinstance(layers, (int, str)) or not isinstance(layers, (list, tuple)):
         raise ConfigError(f"hidden_layers must be a list of layer sizes like [128, 64], got {layers!r}")
-    if len(layers) > 16:
-        raise ConfigError(f"hidden_layers may have at most 16 layers, got {len(layers)}")
-    hidden = tuple(_number("hidden_layers[]", n, 1, 65536, integer=True) for n in layers)
+    if len(layers) > MAX_HIDDEN_LAYERS:
+        raise ConfigError(
+            f"hidden_layers may have at most {MAX_HIDDEN_LAYERS} layers, got {len(layers)}"
+        )
+    hidden = tuple(_number("hidden_layers[]", n, *LAYER_UNITS) for n in layers)
 
     augmentation = v.get("augmentation") or {}
     if isinstance(augmentation, AugmentConfig):
         augmentation = dataclasses.asdict(augmentation)
     if not isinstance(augmentation, dict):
         raise ConfigError(f"augmentation must be an object, got {augmentation!r}")
-    unknown = sorted(set(augmentation) - set(_AUGMENT_LIMITS))
+    unknown = sorted(set(augmentation) - set(AUGMENT_BOUNDS))
     if unknown:
         raise ConfigError(
-            f"unknown augmentation field(s) {', '.join(unknown)}; known: {', '.join(_AUGMENT_LIMITS)}"
+            f"unknown augmentation field(s) {', '.join(unknown)}; known: {', '.join(AUGMENT_BOUNDS)}"
         )
     augment = AugmentConfig(
         **{
-            k: _number(f"augmentation.{k}", augmentation.get(k, 0.0), *_AUGMENT_LIMITS[k])
-            for k in _AUGMENT_LIMITS
+            k: _number(f"augmentation.{k}", augmentation.get(k, 0.0), *AUGMENT_BOUNDS[k])
+            for k in AUGMENT_BOUNDS
         }
     )
     if not isinstance(v["batch_norm"], bool):
@@ -158,22 +205,13 @@ def _validated(v: dict[str, Any]) -> TrainConfig:
     if preset is not None and not isinstance(preset, str):
         raise ConfigError(f"preset must be a preset name, got {preset!r}")
 
+    checked: dict[str, Any] = {}
+    for name in (f.name for f in dataclasses.fields(TrainConfig)):  # in order: the first error wins
+        if name in CHOICES:
+            checked[name] = _choice(name, v[name], CHOICES[name])
+        elif name in FIELD_BOUNDS:
+            checked[name] = _number(name, v[name], *FIELD_BOUNDS[name])
     return TrainConfig(
-        hidden_layers=hidden,
-        activation=_choice("activation", v["activation"], ACTIVATIONS),
-        init=_choice("init", v["init"], INITS),
-        batch_norm=v["batch_norm"],
-        dropout=_number("dropout", v["dropout"], 0.0, 0.95),
-        optimizer=_choice("optimizer", v["optimizer"], OPTIMIZERS),
-        learning_rate=_number("learning_rate", v["learning_rate"], 1e-8, 1000.0),
-        momentum=_number("momentum", v["momentum"], 0.0, 0.999),
-        weight_decay=_number("weight_decay", v["weight_decay"], 0.0, 1.0),
-        lr_schedule=_choice("lr_schedule", v["lr_schedule"], LR_SCHEDULES),
-        lr_decay=_number("lr_decay", v["lr_decay"], 0.01, 1.0),
-        warmup_epochs=_number("warmup_epochs", v["warmup_epochs"], 0.0, 100.0),
-        batch_size=_number("batch_size", v["batch_size"], 1, 60000, integer=True),
-        epochs=_number("epochs", v["epochs"], 1, 1000, integer=True),
-        seed=_number("seed", v["seed"], 0, 2**32 - 1, integer=True),
-        augmentation=augment,
-        preset=preset,
+        hidden_layers=hidden, batch_norm=v["batch_norm"], augmentation=augment, preset=preset,
+        **checked,
     )

@@ -17,7 +17,7 @@ from app.inspection import Inspector
 from app.responses import CleanJSONResponse
 from app.runs import Conflict, RunManager
 from app.settings import Settings
-from engine.config import ACTIVATIONS, INITS, LR_SCHEDULES, OPTIMIZERS, TrainConfig
+from engine.config import CHOICES, TrainConfig
 from engine.presets import PRESETS
 
 router = APIRouter()
@@ -33,12 +33,12 @@ async def healthz():
 
 @router.get("/api/options", response_model=schemas.Options, tags=["meta"])
 async def options(settings: Annotated[Settings, Depends(get_settings)]):
-    """Presets, the choices for each config field, and the server's limits."""
+    """Presets, the choices and bounds of each config field, and the server's limits."""
     return CleanJSONResponse({
         "presets": [{"name": p.name, "description": p.description, "config": p.config.to_dict()}
                     for p in PRESETS.values()],
-        "choices": {"activation": list(ACTIVATIONS), "optimizer": list(OPTIMIZERS),
-                    "lr_schedule": list(LR_SCHEDULES), "init": list(INITS)},
+        "choices": {name: list(choices) for name, choices in CHOICES.items()},
+        "fields": limits.field_bounds(settings),
         "limits": settings.limits(),
         "auth_required": security.auth_required(settings),
     })

@@ -8,29 +8,30 @@ import { architecture, formatInteger } from './format.js';
 import { emit, isActive, on, state } from './state.js';
 import { notify, notifyError } from './toast.js';
 
-// The engine's limits (engine/config.py); GET /api/options may override them via `limits`.
+// Labels and steps are the page's own; min, max and integer come from GET /api/options `fields`
+// (the engine's bounds, tightened by the server's limits): the form checks what the server checks.
 const FIELDS = {
-  learning_rate: { label: 'Learning rate', min: 1e-8, max: 1000 },
-  batch_size: { label: 'Batch size', min: 1, max: 60000, integer: true },
-  epochs: { label: 'Epochs', min: 1, max: 1000, integer: true },
-  dropout: { label: 'Dropout', min: 0, max: 0.95 },
-  weight_decay: { label: 'Weight decay', min: 0, max: 1 },
-  momentum: { label: 'Momentum', min: 0, max: 0.999 },
-  seed: { label: 'Seed', min: 0, max: 2 ** 32 - 1, integer: true },
-  lr_decay: { label: 'LR decay', min: 0.01, max: 1 },
-  warmup_epochs: { label: 'Warm-up epochs', min: 0, max: 100 },
+  learning_rate: { label: 'Learning rate' },
+  batch_size: { label: 'Batch size' },
+  epochs: { label: 'Epochs' },
+  dropout: { label: 'Dropout' },
+  weight_decay: { label: 'Weight decay' },
+  momentum: { label: 'Momentum' },
+  seed: { label: 'Seed' },
+  lr_decay: { label: 'LR decay' },
+  warmup_epochs: { label: 'Warm-up epochs' },
 };
-const LAYER = { label: 'Layer size', min: 1, max: 65536, integer: true };
-let maxLayers = 16;
+const LAYER = { label: 'Layer size' };
+let maxLayers = Infinity;
 let maxParameters = Infinity;
 const AUGMENTATION = {
-  shift: { label: 'Shift (px)', min: 0, max: 10, step: 0.5 },
-  rotation: { label: 'Rotation (°)', min: 0, max: 90, step: 1 },
-  scale: { label: 'Scale', min: 0, max: 0.9, step: 0.05 },
-  shear: { label: 'Shear (°)', min: 0, max: 60, step: 1 },
-  elastic_alpha: { label: 'Elastic α', min: 0, max: 100, step: 1 },
-  elastic_sigma: { label: 'Elastic σ', min: 0, max: 20, step: 0.5 },
-  thickness: { label: 'Thickness', min: 0, max: 1, step: 0.05 },
+  shift: { label: 'Shift (px)', step: 0.5 },
+  rotation: { label: 'Rotation (°)', step: 1 },
+  scale: { label: 'Scale', step: 0.05 },
+  shear: { label: 'Shear (°)', step: 1 },
+  elastic_alpha: { label: 'Elastic α', step: 1 },
+  elastic_sigma: { label: 'Elastic σ', step: 0.5 },
+  thickness: { label: 'Thickness', step: 0.05 },
 };
 const CHOICES = ['activation', 'optimizer', 'lr_schedule', 'init'];
 const MOMENTUM_OPTIMIZERS = new Set(['momentum', 'nesterov']);
@@ -42,18 +43,23 @@ let pendingControl = false;
 let attempted = false;
 let pendingStart = false;
 
-/** Tighten the engine's limits with the server's (GET /api/options `limits`). */
-function applyServerLimits(limits) {
-  if (!limits || typeof limits !== 'object') return;
-  const lower = (spec, value) => {
-    if (Number.isFinite(value) && value >= spec.min) spec.max = Math.min(spec.max, value);
-  };
-  lower(FIELDS.epochs, limits.max_epochs);
-  lower(FIELDS.batch_size, limits.max_batch_size);
-  lower(LAYER, limits.max_units_per_layer);
-  if (Number.isFinite(limits.max_hidden_layers)) maxLayers = Math.min(maxLayers, limits.max_hidden_layers);
-  if (Number.isFinite(limits.max_parameters)) maxParameters = limits.max_parameters;
-  for (const name of Object.keys(FIELDS)) $(name).max = String(FIELDS[name].max);
+/** Give an input the spec's range, so that the browser's spinner stays inside it. */
+function setRange(input, spec) {
+  for (const key of ['min', 'max']) {
+    if (Number.isFinite(spec[key])) input[key] = String(spec[key]);
+    else input.removeAttribute(key);
+  }
+}
+
+/** Take each field's bounds from the server (GET /api/options `fields`, `limits.max_parameters`). */
+function applyBounds(fields, limits) {
+  const take = (spec, bounds) => Object.assign(spec, { min: bounds?.min, max: bounds?.max, integer: Boolean(bounds?.integer) });
+  for (const [name, spec] of Object.entries(FIELDS)) setRange($(name), take(spec, fields?.[name]));
+  for (const [name, spec] of Object.entries(AUGMENTATION)) setRange($(`aug-${name}`), take(spec, fields?.[`augmentation.${name}`]));
+  take(LAYER, fields?.hidden_layers);
+  for (const input of layerInputs()) setRange(input, LAYER);
+  maxLayers = Number.isFinite(fields?.hidden_layers?.max_items) ? fields.hidden_layers.max_items : Infinity;
+  maxParameters = Number.isFinite(limits?.max_parameters) ? limits.max_parameters : Infinity;
   renumberLayers();
 }
 
@@ -89,8 +95,7 @@ function addLayer(size, { focus = false } = {}) {
   const input = document.createElement('input');
   input.type = 'number';
   input.inputMode = 'numeric';
-  input.min = String(LAYER.min);
-  input.max = String(LAYER.max);
+  setRange(input, LAYER);
   input.step = '1';
   input.value = String(size);
   input.setAttribute('aria-describedby', 'hidden_layers-error');
@@ -134,12 +139,14 @@ function formatBound(value) {
 /** The number in `raw`, or an error sentence that says what is wrong and what is allowed. */
 function checkNumber(raw, spec) {
   const text = String(raw).trim();
-  const range = `between ${formatBound(spec.min)} and ${formatBound(spec.max)}`;
-  if (text === '') return { error: `${spec.label} is required: enter a number ${range}.` };
+  // Without bounds from the server (never expected), only the server's answer can say more.
+  const bounded = Number.isFinite(spec.min) && Number.isFinite(spec.max);
+  const range = bounded ? ` between ${formatBound(spec.min)} and ${formatBound(spec.max)}` : '';
+  if (text === '') return { error: `${spec.label} is required: enter a number${range}.` };
   const value = Number(text);
-  if (!Number.isFinite(value)) return { error: `${spec.label} must be a number ${range}; “${text}” is not.` };
-  if (spec.integer && !Number.isInteger(value)) return { error: `${spec.label} must be a whole number ${range}; got ${text}.` };
-  if (value < spec.min || value > spec.max) return { error: `${spec.label} must be ${range}; got ${text}.` };
+  if (!Number.isFinite(value)) return { error: `${spec.label} must be a number${range}; “${text}” is not.` };
+  if (spec.integer && !Number.isInteger(value)) return { error: `${spec.label} must be a whole number${range}; got ${text}.` };
+  if (bounded && (value < spec.min || value > spec.max)) return { error: `${spec.label} must be${range}; got ${text}.` };
   return { value };
 }
 
@@ -259,7 +266,7 @@ function showPreset(name) {
 }
 
 function populate(options) {
-  applyServerLimits(options.limits);
+  applyBounds(options.fields, options.limits);
   const choices = options.choices ?? {};
   const labels = { lr_schedule: { constant: 'constant', step: 'step decay', cosine: 'cosine' } };
   for (const name of CHOICES) fillSelect($(name), choices[name] ?? [], labels[name]);
@@ -289,8 +296,6 @@ function buildAugmentationFields() {
     label.textContent = spec.label;
     const input = document.createElement('input');
     Object.assign(input, { id: `aug-${name}`, type: 'number', inputMode: 'decimal', step: String(spec.step), value: '0' });
-    input.min = String(spec.min);
-    input.max = String(spec.max);
     input.setAttribute('aria-describedby', `aug-${name}-error`);
     const error = document.createElement('p');
     error.className = 'field-error';
@@ -393,8 +398,6 @@ export function initControls({ watchRun, applyRun }) {
     $(name).addEventListener('input', () => {
       if (attempted) validateField(name);
     });
-    $(name).min = String(FIELDS[name].min);
-    $(name).max = String(FIELDS[name].max);
   }
   $('pause-run').addEventListener('click', () => control('pause', applyRun));
   $('resume-run').addEventListener('click', () => control('resume', applyRun));

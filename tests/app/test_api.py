@@ -4,6 +4,7 @@ shapes, status codes, and a readable message for every bad input."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 
@@ -11,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.config import TrainConfig, field_bounds
 from engine.model import load_model
 from tests.app.conftest import TEST_SUBSET, blank_png, digit_png
+from tests.engine.test_config import config_setting, just_outside
 
 pytestmark = pytest.mark.mnist
 
@@ -38,6 +41,40 @@ def test_health_options_and_docs(fresh):
     page = fresh.get("/")
     assert page.status_code == 200 and "MNIST Lab" in page.text
     assert fresh.get("/static/css/app.css").status_code == 200
+
+
+def test_options_fields_are_the_engine_bounds_tightened_by_the_server_limits(fresh):
+    options = fresh.get("/api/options").json()
+    fields, limits = options["fields"], options["limits"]
+    engine = field_bounds()
+    assert set(fields) == set(engine)
+    tightened = {("epochs", "max"): "max_epochs", ("batch_size", "max"): "max_batch_size",
+                 ("hidden_layers", "max"): "max_units_per_layer",
+                 ("hidden_layers", "max_items"): "max_hidden_layers"}
+    for name, bounds in engine.items():
+        for key, value in bounds.items():
+            limit = tightened.get((name, key))
+            expected = value if limit is None else min(value, limits[limit])
+            assert fields[name][key] == expected, (name, key)
+    for name, choices in options["choices"].items():
+        assert fields[name]["choices"] == choices
+
+
+def test_a_value_just_outside_an_advertised_range_is_refused(fresh):
+    fields = fresh.get("/api/options").json()["fields"]
+    numeric = {name: bounds for name, bounds in fields.items() if "min" in bounds}
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {n.split(".")[0] for n in numeric} \
+        == {"activation", "init", "optimizer", "lr_schedule", "batch_norm", "preset"}
+    for name, bounds in numeric.items():
+        assert bounds["min"] < bounds["max"], name
+        word = "layer" if name == "hidden_layers" else name.split(".")[-1].replace("_", " ")
+        for value in just_outside(bounds):
+            response = fresh.post("/api/runs", json=config_setting(name, value))
+            assert word in assert_readable(response, 422).replace("_", " "), (name, value)
+    too_many = [16] * (fields["hidden_layers"]["max_items"] + 1)
+    response = fresh.post("/api/runs", json={"hidden_layers": too_many})
+    assert "hidden layers" in assert_readable(response, 422).replace("_", " ")
+    assert fresh.get("/api/runs").json()["runs"] == []
 
 
 # --- runs: validation -----------------------------------------------------------------------------

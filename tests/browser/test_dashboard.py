@@ -289,6 +289,29 @@ def test_an_invalid_config_is_explained_and_not_sent(server: Server, new_page):
     expect(page.get_by_label("Epochs", exact=True)).not_to_have_attribute("aria-invalid", "true")
 
 
+def test_the_form_checks_the_bounds_the_server_advertises(server: Server, new_page):
+    page = new_page(server.url)
+    expect(page.get_by_test_id("start-run")).to_be_enabled()  # the options have arrived
+    fields = server.api.get("/api/options").json()["fields"]
+    inputs = {name: f"#{name}" for name in ("learning_rate", "batch_size", "epochs", "dropout",
+                                            "weight_decay", "momentum", "seed", "lr_decay",
+                                            "warmup_epochs")}
+    inputs |= {name: f"#aug-{name.removeprefix('augmentation.')}" for name in fields
+               if name.startswith("augmentation.")}
+    inputs["hidden_layers"] = "#layers input >> nth=0"
+    for name, selector in inputs.items():
+        for key in ("min", "max"):
+            assert float(page.locator(selector).get_attribute(key)) == fields[name][key], (name, key)
+
+    page.locator(".advanced summary").click()
+    shift = fields["augmentation.shift"]
+    page.locator("#aug-shift").fill(str(shift["max"] + 0.5))
+    page.get_by_test_id("start-run").click()
+    expect(page.locator("#aug-shift-error")).to_contain_text(
+        f"Shift (px) must be between {shift['min']:g} and {shift['max']:g}; got {shift['max'] + 0.5:g}")
+    expect(page.locator("#form-error")).to_contain_text("Fix this before starting")
+
+
 def test_without_a_model_the_page_says_so_and_offers_a_run(fresh_server: Server, new_page):
     page = new_page(fresh_server.url)
     no_model = page.locator("#no-model")

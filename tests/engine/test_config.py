@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 
 import pytest
 
-from engine.config import ConfigError, TrainConfig
+from engine.config import AugmentConfig, ConfigError, TrainConfig, field_bounds
 from engine.presets import PRESETS, preset_config
 
 
@@ -101,3 +103,53 @@ def test_replace_validates_too():
 def test_configs_are_immutable():
     with pytest.raises(AttributeError):
         preset_config("default").epochs = 3  # type: ignore[misc]
+
+
+# --- the published bounds (engine.config.field_bounds, served by GET /api/options) -----------------
+def config_setting(name: str, value) -> dict:
+    """A config that sets the field `name` (as field_bounds names it) to `value`."""
+    if name.startswith("augmentation."):
+        return {"augmentation": {name.removeprefix("augmentation."): value}}
+    if name == "hidden_layers":  # the bounds are those of each layer's size
+        return {"hidden_layers": [value]}
+    return {name: value}
+
+
+def just_outside(bounds: dict) -> tuple:
+    """The nearest values below `min` and above `max` (whole numbers for an integer field)."""
+    if bounds["integer"]:
+        return bounds["min"] - 1, bounds["max"] + 1
+    return math.nextafter(bounds["min"], -math.inf), math.nextafter(bounds["max"], math.inf)
+
+
+def test_field_bounds_cover_every_field_and_are_json():
+    published = field_bounds()
+    assert json.loads(json.dumps(published)) == published
+    names = {name.split(".")[0] for name in published}
+    assert names == {f.name for f in dataclasses.fields(TrainConfig)} - {"batch_norm", "preset"}
+    assert {f"augmentation.{f.name}" for f in dataclasses.fields(AugmentConfig)} <= set(published)
+    assert published["activation"]["choices"] == ["relu", "leaky_relu", "sigmoid", "tanh"]
+    assert published["hidden_layers"]["max_items"] == 16
+
+
+@pytest.mark.parametrize("name", [name for name, b in field_bounds().items() if "min" in b])
+def test_published_bounds_are_exactly_what_validation_accepts(name):
+    bounds = field_bounds()[name]
+    assert bounds["min"] < bounds["max"]
+    for value in (bounds["min"], bounds["max"]):
+        TrainConfig.from_dict(config_setting(name, value))
+    field = "hidden_layers[]" if name == "hidden_layers" else name
+    for value in just_outside(bounds):
+        with pytest.raises(ConfigError, match=re.escape(f"{field} must be between")):
+            TrainConfig.from_dict(config_setting(name, value))
+    if bounds["integer"]:
+        with pytest.raises(ConfigError, match="whole number"):
+            TrainConfig.from_dict(config_setting(name, bounds["min"] + 0.5))
+
+
+@pytest.mark.parametrize("name", [name for name, b in field_bounds().items() if "choices" in b])
+def test_published_choices_are_exactly_what_validation_accepts(name):
+    for choice in field_bounds()[name]["choices"]:
+        assert getattr(TrainConfig.from_dict({name: choice}), name) == choice
+    with pytest.raises(ConfigError, match=f"{name} must be one of"):
+        TrainConfig.from_dict({name: "none_of_these"})
