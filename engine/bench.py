@@ -1,6 +1,7 @@
 """`mnist-lab bench`: how fast is one training epoch, against the hardware and against PyTorch?
 
-Three measurements, interleaved every 25 steps so that they share the same (possibly noisy) machine:
+Three measurements, taken in turns (an engine epoch, then the same epoch's matmuls alone, then a
+PyTorch epoch, round after round) so that they share the same (possibly noisy) machine:
 
 - epoch_seconds: the engine's Trainer on the `default` architecture, batch 128, real MNIST, timed
   from the start of an epoch to its last optimisation step (shuffling, batching, forward, backward,
@@ -12,9 +13,10 @@ Three measurements, interleaved every 25 steps so that they share the same (poss
 - torch_epoch_seconds (when PyTorch is installed): the same model, batch, optimiser and loop in
   PyTorch, with torch.set_num_threads set to the same thread count.
 
-Every 25 engine steps, a listener runs 25 steps' worth of those sgemm calls and 25 PyTorch steps, and
-their time is subtracted from the engine's epoch. A warm-up epoch of each is run first and discarded;
-medians of the timed epochs are reported.
+After each engine epoch, a listener runs one epoch's worth of those sgemm calls and one PyTorch epoch
+(outside the engine's timed span). Whole epochs, not slices of a few steps: PyTorch's OpenMP threads
+keep spinning for a while after each call, and slices that short made each side slow the other down.
+A warm-up epoch of each is run first and discarded; medians of the timed epochs are reported.
 """
 
 from __future__ import annotations
@@ -191,22 +193,74 @@ def _load_average() -> float | None:
         return None
 
 
-def _import_torch():
+class TorchProcess:
+    """A TorchLoop in a process of its own, driven step by step through a pipe.
+
+    Importing PyTorch changes the process it is imported into (its OpenMP runtime and allocator
+    made NumPy's training loop about 20% slower here), so the engine is timed in a process that
+    never imports it. The child waits on the pipe, using no CPU, while the engine runs.
+    """
+
+    def __init__(self, config: TrainConfig, data, threads: int):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(target=_torch_child, args=(child_end, config, data, threads),
+                                        daemon=True, name="mnist-lab-bench-torch")
+        self._process.start()
+        child_end.close()
+        self.version = self._receive()
+        self.epoch_seconds: list[float] = []
+
+    def _receive(self):
+        kind, value = self._pipe.recv()
+        if kind == "error":
+            self.close()
+            raise RuntimeError(f"the PyTorch side of the benchmark failed: {value}")
+        return value
+
+    def run_steps(self, count: int) -> None:
+        self._pipe.send(count)
+        self.epoch_seconds = self._receive()
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._pipe.send(None)
+            self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _torch_child(pipe, config: TrainConfig, data, threads: int) -> None:
     try:
         import torch
-    except ImportError:
-        return None
-    return torch
+
+        loop = TorchLoop(torch, config, data, threads)
+        pipe.send(("ready", torch.__version__))
+        while (count := pipe.recv()) is not None:
+            loop.run_steps(count)
+            pipe.send(("done", loop.epoch_seconds))
+    except Exception as error:  # reported to the parent, which raises it
+        pipe.send(("error", f"{type(error).__name__}: {error}"))
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 # --- the engine, with the other measurements slipped in between its steps -------------------------
 class InterleavedClock:
-    """Trainer listener. Every `every` steps it runs the same number of steps' worth of sgemm calls and
-    of PyTorch steps, and subtracts the time they took from the engine's epoch: all three run for the
-    same share of the same stretch of time, so a busy machine slows them alike. The validation pass
-    is excluded from the epoch too."""
+    """Trainer listener. After every engine epoch it runs one epoch's worth of sgemm calls and one
+    PyTorch epoch (or, with `every`, that many steps of each every `every` engine steps, their time
+    subtracted from the engine's epoch): all three take turns through the same stretch of time, so a
+    busy machine slows them alike. The validation pass is excluded from the epoch too."""
 
-    def __init__(self, probe: SgemmProbe, torch_loop: TorchLoop | None, every: int = 25):
+    def __init__(self, probe: SgemmProbe, torch_loop: TorchProcess | None, every: int | None = None,
+                 settle_seconds: float = 0.2):
+        self.settle_seconds = settle_seconds  # lets PyTorch's spinning threads go idle first
         self.probe, self.torch_loop, self.every = probe, torch_loop, every
         self.epoch_seconds: list[float] = []
         self.limit_seconds: list[float] = []  # the matmuls of each epoch's steps, alone
@@ -219,12 +273,13 @@ class InterleavedClock:
         if event.event == "iteration":
             self._last_step = time.perf_counter()
             self._steps_in_epoch += 1
-            if self._steps_in_epoch % self.every == 0:
+            if self.every and self._steps_in_epoch % self.every == 0:
                 self._measure_others(self.every)
                 self._excluded += time.perf_counter() - self._last_step
         elif event.event == "epoch":
             self.epoch_seconds.append(self._last_step - self._epoch_started - self._excluded)
-            self._measure_others(self._steps_in_epoch % self.every)
+            self._measure_others(self._steps_in_epoch % self.every if self.every
+                                 else self._steps_in_epoch)
             self.limit_seconds.append(self._limit)
             self._limit, self._steps_in_epoch, self._excluded = 0.0, 0, 0.0
             self._epoch_started = time.perf_counter()
@@ -233,6 +288,7 @@ class InterleavedClock:
         self._limit += self.probe.run_steps(steps)
         if self.torch_loop is not None:
             self.torch_loop.run_steps(steps)
+            time.sleep(self.settle_seconds)
 
 
 # --- the benchmark --------------------------------------------------------------------------------
@@ -252,8 +308,7 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
     layer_sizes = (784, *config.hidden_layers, 10)
     products = backprop_matmuls(layer_sizes)
     probe = SgemmProbe(products)
-    torch = _import_torch() if with_torch else None
-    torch_loop = TorchLoop(torch, config, data, threads) if torch is not None else None
+    torch_loop = TorchProcess(config, data, threads) if with_torch and _torch_installed() else None
     clock = InterleavedClock(probe, torch_loop)
 
     def report(event) -> None:
@@ -266,7 +321,11 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
         progress(f"epoch {label}: engine {clock.epoch_seconds[-1]:.3f}s{torch_text}  "
                  f"blas limit {clock.limit_seconds[-1]:.3f}s")
 
-    end = Trainer(config, data, [clock, report], TrainingControl()).run()
+    try:
+        end = Trainer(config, data, [clock, report], TrainingControl()).run()
+    finally:
+        if torch_loop is not None:
+            torch_loop.close()
     if end.status != "completed":
         raise RuntimeError(f"the benchmark run did not complete: {end.status} ({end.reason})")
 
@@ -298,7 +357,7 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
         torch_each = torch_loop.epoch_seconds[1 : epochs + 1]
         torch_median = statistics.median(torch_each)
         result.update({
-            "torch": torch.__version__,
+            "torch": torch_loop.version,
             "torch_epoch_seconds": round(torch_median, 4),
             "torch_epoch_seconds_each": [round(s, 4) for s in torch_each],
             "speedup_vs_torch": round(torch_median / epoch_seconds, 3),

@@ -64,6 +64,7 @@ class Trainer:
         self.optimizer = make_optimizer(
             config.optimizer, self.model.parameters(), config.momentum, config.weight_decay
         )
+        self.augment = config.augmentation.enabled  # asked once: it is not free per step
         self.step = 0
         self.epochs_completed = 0
 
@@ -76,7 +77,7 @@ class Trainer:
             listener(event)
 
     def _batch(self, images: np.ndarray) -> np.ndarray:
-        if self.config.augmentation.enabled:
+        if self.augment:
             from engine.augment import augment_batch
 
             return augment_batch(images, self.config.augmentation, self._augment_rng)
