@@ -49,6 +49,18 @@ def _log_to_stderr(logger_name: str, quiet: bool) -> None:
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+def _load_data(args: argparse.Namespace):
+    """The verified MNIST of `--data-dir` (fetched on first use), or None after saying why not."""
+    from engine.data import MnistUnavailableError, load_mnist
+
+    _log_to_stderr("engine.data", quiet=args.json)
+    try:
+        return load_mnist(args.data_dir)
+    except MnistUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
 def cmd_fetch_data(args: argparse.Namespace) -> int:
     from engine.data import MnistUnavailableError, fetch_mnist, resolve_data_dir
 
@@ -269,17 +281,13 @@ def stop_on_interrupt(control):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.control import TrainingControl
-    from engine.data import MnistUnavailableError, load_mnist
     from engine.model import save_model
     from engine.trainer import Trainer
 
     config = train_config_from_args(args)
     _check_save_path(args.save)
-    _log_to_stderr("engine.data", quiet=args.json)
-    try:
-        data = load_mnist(args.data_dir)
-    except MnistUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
+    data = _load_data(args)
+    if data is None:
         return 1
 
     control = TrainingControl()
@@ -345,7 +353,6 @@ def format_confusion(matrix, per_class) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from engine.data import MnistUnavailableError, load_mnist
     from engine.metrics import evaluate, per_class_accuracy
     from engine.model import ModelError, load_model
 
@@ -354,11 +361,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ModelError as error:
         print(f"error: cannot load {args.model}: {error}", file=sys.stderr)
         return 1
-    _log_to_stderr("engine.data", quiet=args.json)
-    try:
-        data = load_mnist(args.data_dir)
-    except MnistUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
+    data = _load_data(args)
+    if data is None:
         return 1
     if args.drawn:
         return _evaluate_drawn(args, model, data)
@@ -439,15 +443,11 @@ def _add_bench_parser(commands) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from engine.bench import format_report, run_bench
-    from engine.data import MnistUnavailableError, load_mnist
 
     if not 1 <= args.epochs <= 100:
         raise UsageError(f"--epochs must be between 1 and 100, got {args.epochs}")
-    _log_to_stderr("engine.data", quiet=args.json)
-    try:
-        data = load_mnist(args.data_dir)
-    except MnistUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
+    data = _load_data(args)
+    if data is None:
         return 1
     result = run_bench(data, epochs=args.epochs, with_torch=not args.no_torch,
                        progress=lambda line: print(line, file=sys.stderr, flush=True))
