@@ -1,11 +1,12 @@
-"""The `mnist-lab` console script: the engine's commands plus `serve`."""
+"""The `mnist-lab` console script: the engine's commands plus `serve` and `bench`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from engine.cli import _add_data_dir, build_parser, run
+from bench.speed import add_bench_command
+from engine.cli import add_data_dir, build_parser, run
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -22,8 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--max-concurrent-runs", type=int, default=None,
                        help="runs that train at the same time (default 1); others wait queued")
-    _add_data_dir(serve)
+    add_data_dir(serve)
     serve.set_defaults(func=cmd_serve)
+    add_bench_command(commands)
     return run(parser, argv)
 
 

@@ -21,7 +21,7 @@ class UsageError(Exception):
     """Bad options that argparse itself cannot catch (e.g. a config value out of range): exit 2."""
 
 
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -49,7 +49,7 @@ def _log_to_stderr(logger_name: str, quiet: bool) -> None:
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
-def _load_data(args: argparse.Namespace):
+def load_data(args: argparse.Namespace):
     """The verified MNIST of `--data-dir` (fetched on first use), or None after saying why not."""
     from engine.data import MnistUnavailableError, load_mnist
 
@@ -163,7 +163,7 @@ def _add_train_parser(commands) -> None:
     out.add_argument("--save", type=Path, metavar="PATH", help="write the trained model (.npz) here")
     out.add_argument("--json", action="store_true",
                      help="one JSON object per event on stdout (iteration, epoch, end)")
-    _add_data_dir(train)
+    add_data_dir(train)
     train.set_defaults(func=cmd_train)
 
 
@@ -286,7 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = train_config_from_args(args)
     _check_save_path(args.save)
-    data = _load_data(args)
+    data = load_data(args)
     if data is None:
         return 1
 
@@ -336,7 +336,7 @@ def _add_evaluate_parser(commands) -> None:
         "the preprocessing /predict uses")
     evaluate.add_argument("--drawn-count", type=int, default=None, metavar="N",
                           help="MNIST test digits in the drawn set (default 1500)")
-    _add_data_dir(evaluate)
+    add_data_dir(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
 
@@ -361,7 +361,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ModelError as error:
         print(f"error: cannot load {args.model}: {error}", file=sys.stderr)
         return 1
-    data = _load_data(args)
+    data = load_data(args)
     if data is None:
         return 1
     if args.drawn:
@@ -424,48 +424,6 @@ def _evaluate_drawn(args: argparse.Namespace, model, data) -> int:
     return 0
 
 
-# --- bench ----------------------------------------------------------------------------------------
-def _add_bench_parser(commands) -> None:
-    bench = commands.add_parser(
-        "bench",
-        help="time one training epoch against the BLAS limit (and PyTorch, if installed)",
-        description="Train a preset's architecture (default: `default`) on real MNIST for a few "
-        "epochs (batch 128, no augmentation) and "
-        "compare the median epoch time with the time its matrix multiplications alone need at the "
-        "sgemm speed measured in the same run, and with the same loop in PyTorch when it is installed.",
-    )
-    bench.add_argument("--epochs", type=int, default=3, metavar="N",
-                       help="timed epochs per engine (default 3; medians are reported)")
-    bench.add_argument("--preset", default="default", metavar="NAME",
-                       help="whose architecture and optimiser to time (default: default; "
-                       "`notebook` is the 784-128-10 model of the original notebook)")
-    bench.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-    bench.add_argument("--json", action="store_true", help="one JSON object on the last line")
-    _add_data_dir(bench)
-    bench.set_defaults(func=cmd_bench)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from engine.bench import format_report, run_bench
-    from engine.presets import PRESETS
-
-    if not 1 <= args.epochs <= 100:
-        raise UsageError(f"--epochs must be between 1 and 100, got {args.epochs}")
-    if args.preset not in PRESETS:
-        raise UsageError(f"unknown preset {args.preset!r}; available presets: {', '.join(PRESETS)}")
-    data = _load_data(args)
-    if data is None:
-        return 1
-    result = run_bench(data, epochs=args.epochs, with_torch=not args.no_torch, preset=args.preset,
-                       progress=lambda line: print(line, file=sys.stderr, flush=True))
-    if args.json:
-        print(json.dumps(result, allow_nan=False))
-    else:
-        for line in format_report(result):
-            print(line)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnist-lab",
@@ -474,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fetch = commands.add_parser("fetch-data", help="download and verify the four MNIST files")
-    _add_data_dir(fetch)
+    add_data_dir(fetch)
     fetch.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     fetch.set_defaults(func=cmd_fetch_data)
 
@@ -484,7 +442,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
-    _add_bench_parser(commands)
     return parser
 
 

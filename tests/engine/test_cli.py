@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cli import main
+from app.cli import main  # the console script: the engine's commands plus serve and bench
 from engine.model import load_model
 
 ROOT = Path(__file__).resolve().parents[2]

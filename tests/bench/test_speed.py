@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.bench import BATCH_SIZE, backprop_matmuls, bench_config, format_report, run_bench
+from bench.speed import BATCH_SIZE, backprop_matmuls, bench_config, format_report, run_bench
 from tests.engine.synthetic import synthetic_digits
 
 
