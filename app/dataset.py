@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.data import MnistData, MnistUnavailableError, read_mnist_dir
+from engine.data import MNIST_SHA256, MnistData, MnistUnavailableError, fetch_mnist, read_mnist_dir
 
 
 def mnist_folder(data_dir: Path) -> Path:
@@ -15,6 +15,15 @@ def mnist_folder(data_dir: Path) -> Path:
     if (own / "train-images-idx3-ubyte").is_file() or not external:
         return own
     return Path(external)
+
+
+def ensure_mnist(data_dir: Path) -> None:
+    """First use: fetch MNIST into the data dir (with a progress bar) when neither it nor
+    $MNIST_DIR has the four files, before the server starts, never inside a request. Files that
+    are present are verified when a run loads them."""
+    folder = mnist_folder(data_dir)
+    if not all((folder / name).is_file() for name in MNIST_SHA256):
+        fetch_mnist(Path(data_dir), progress=True)
 
 
 def load_data(data_dir: Path, train_subset: int | None, test_subset: int | None) -> MnistData:

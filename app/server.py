@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.dataset import ensure_mnist
 from app.settings import Settings, SettingsError
+from engine.data import MnistUnavailableError
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -20,6 +22,11 @@ def serve(args: argparse.Namespace) -> int:
     except (SettingsError, NotADirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        ensure_mnist(settings.data_dir)
+    except MnistUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"MNIST Lab on http://{settings.host}:{settings.port} (data in {settings.data_dir})",
           file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port,
