@@ -10,10 +10,14 @@ PyTorch epoch, round after round) so that they share the same (possibly noisy) m
   layer: the forward product, the weight gradient, and the input gradient except for the first
   layer), run alone with NumPy's sgemm at the engine's exact shapes and memory layouts, in the same
   process and so with the same BLAS thread count: the epoch's FLOPs / the sgemm throughput measured.
+- numpy_floor_seconds: the same steps written as one flat NumPy loop with the fewest calls and
+  every buffer preallocated (bench/numpy_floor.py): what any NumPy engine needs beyond the matmuls.
+  ReLU networks trained by SGD or momentum only; other presets skip it.
 - torch_epoch_seconds (when PyTorch is installed): the same model, batch, optimiser and loop in
   PyTorch, with torch.set_num_threads set to the same thread count.
 
-After each engine epoch, a listener runs one epoch's worth of those sgemm calls and one PyTorch epoch
+After each engine epoch, a listener runs one epoch's worth of those sgemm calls, one floor epoch and
+one PyTorch epoch
 (outside the engine's timed span). Whole epochs, not slices of a few steps: PyTorch's OpenMP threads
 keep spinning for a while after each call, and slices that short made each side slow the other down.
 A warm-up epoch of each is run first and discarded; medians of the timed epochs are reported.
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.numpy_floor import NumpyFloor, supports
 from engine.cli import UsageError, add_data_dir, load_data
 from engine.config import TrainConfig
 from engine.control import TrainingControl
@@ -263,12 +268,13 @@ class InterleavedClock:
     busy machine slows them alike. The validation pass is excluded from the epoch too."""
 
     def __init__(self, probe: SgemmProbe, torch_loop: TorchProcess | None, every: int | None = None,
-                 settle_seconds: float = 0.2):
+                 settle_seconds: float = 0.2, floor: NumpyFloor | None = None):
         self.settle_seconds = settle_seconds  # lets PyTorch's spinning threads go idle first
-        self.probe, self.torch_loop, self.every = probe, torch_loop, every
+        self.probe, self.torch_loop, self.every, self.floor = probe, torch_loop, every, floor
         self.epoch_seconds: list[float] = []
         self.limit_seconds: list[float] = []  # the matmuls of each epoch's steps, alone
-        self._limit = 0.0
+        self.floor_seconds: list[float] = []  # the same steps in the flat NumPy loop
+        self._limit = self._floor = 0.0
         self._steps_in_epoch = 0
         self._excluded = 0.0
         self._epoch_started = self._last_step = time.perf_counter()
@@ -285,11 +291,15 @@ class InterleavedClock:
             self._measure_others(self._steps_in_epoch % self.every if self.every
                                  else self._steps_in_epoch)
             self.limit_seconds.append(self._limit)
-            self._limit, self._steps_in_epoch, self._excluded = 0.0, 0, 0.0
+            self.floor_seconds.append(self._floor)
+            self._limit = self._floor = self._excluded = 0.0
+            self._steps_in_epoch = 0
             self._epoch_started = time.perf_counter()
 
     def _measure_others(self, steps: int) -> None:
         self._limit += self.probe.run_steps(steps)
+        if self.floor is not None:
+            self._floor += self.floor.run_steps(steps)
         if self.torch_loop is not None:
             self.torch_loop.run_steps(steps)
             time.sleep(self.settle_seconds)
@@ -313,7 +323,8 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
     products = backprop_matmuls(layer_sizes)
     probe = SgemmProbe(products)
     torch_loop = TorchProcess(config, data, threads) if with_torch and _torch_installed() else None
-    clock = InterleavedClock(probe, torch_loop)
+    floor = NumpyFloor(config, data, BATCH_SIZE) if supports(config) else None
+    clock = InterleavedClock(probe, torch_loop, floor=floor)
 
     def report(event) -> None:
         if event.event != "epoch":
@@ -322,7 +333,8 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
         torch_text = ""
         if torch_loop is not None and len(torch_loop.epoch_seconds) >= event.epoch:
             torch_text = f"  torch {torch_loop.epoch_seconds[event.epoch - 1]:.3f}s"
-        progress(f"epoch {label}: engine {clock.epoch_seconds[-1]:.3f}s{torch_text}  "
+        floor_text = f"  numpy floor {clock.floor_seconds[-1]:.3f}s" if floor is not None else ""
+        progress(f"epoch {label}: engine {clock.epoch_seconds[-1]:.3f}s{torch_text}{floor_text}  "
                  f"blas limit {clock.limit_seconds[-1]:.3f}s")
 
     try:
@@ -357,6 +369,14 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
         "python": platform.python_version(),
         "target_ratio_to_limit": TARGET_RATIO_TO_LIMIT,
     }
+    if floor is not None:
+        floor_median = statistics.median(clock.floor_seconds[1:])
+        result.update({
+            "numpy_floor_seconds": round(floor_median, 4),
+            "numpy_floor_seconds_each": [round(s, 4) for s in clock.floor_seconds[1:]],
+            "numpy_floor_ratio_to_limit": round(floor_median / limit, 3),
+            "engine_vs_numpy_floor": round(epoch_seconds / floor_median, 3),
+        })
     if torch_loop is not None:
         torch_each = torch_loop.epoch_seconds[1 : epochs + 1]
         torch_median = statistics.median(torch_each)
@@ -381,6 +401,13 @@ def format_report(result: dict) -> list[str]:
         f"GFLOP of matmuls at {result['sgemm_gflops']} GFLOP/s measured sgemm)",
         f"ratio_to_limit       {result['ratio_to_limit']:.2f}    (target <= {TARGET_RATIO_TO_LIMIT})",
     ]
+    if "numpy_floor_seconds" in result:
+        lines += [
+            f"numpy_floor_seconds  {result['numpy_floor_seconds']:.3f}   (the same steps as one flat "
+            f"NumPy loop: {result['numpy_floor_ratio_to_limit']:.2f}x the limit)",
+            f"engine_vs_numpy_floor {result['engine_vs_numpy_floor']:.2f}   (1.00: no overhead of "
+            "its own)",
+        ]
     if "torch_epoch_seconds" in result:
         lines += [
             f"torch_epoch_seconds  {result['torch_epoch_seconds']:.3f}   (PyTorch {result['torch']}, "

@@ -43,5 +43,12 @@ def test_run_bench_reports_medians_and_ratios():
     assert result["ratio_to_limit"] == pytest.approx(
         result["epoch_seconds"] / result["blas_limit_seconds"], rel=0.01)
     assert ("speedup_vs_torch" in result) == with_torch
+    # default is a ReLU network trained with momentum: the flat NumPy loop is timed alongside
+    assert len(result["numpy_floor_seconds_each"]) == 2
+    assert result["numpy_floor_ratio_to_limit"] == pytest.approx(
+        result["numpy_floor_seconds"] / result["blas_limit_seconds"], rel=0.01)
+    assert result["engine_vs_numpy_floor"] == pytest.approx(
+        result["epoch_seconds"] / result["numpy_floor_seconds"], rel=0.01)
     report = "\n".join(format_report(result))
     assert "ratio_to_limit" in report and "epoch_seconds" in report
+    assert "numpy_floor_seconds" in report and "engine_vs_numpy_floor" in report
