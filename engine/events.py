@@ -39,7 +39,9 @@ class EpochEvent:
 
 @dataclass(frozen=True)
 class EndEvent:
-    """The end of a run: completed, stopped on request, or failed with a reason and a hint."""
+    """The end of a run: completed, stopped on request, or failed with a reason and a hint.
+    `epoch` is the epoch of the last step begun (1 if none was): a run stopped between two epochs
+    ends in the one it finished, not in the next."""
 
     epoch: int
     status: Literal["completed", "stopped", "failed"]

@@ -66,6 +66,7 @@ class Trainer:
         )
         self.augment = config.augmentation.enabled  # asked once: it is not free per step
         self.step = 0
+        self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
 
     @property
@@ -87,7 +88,6 @@ class Trainer:
         """Train until done, stopped or diverged; the final EndEvent is also returned."""
         started = time.perf_counter()
         status, reason = "completed", None
-        epoch = 0
         try:
             for epoch in range(1, self.config.epochs + 1):
                 outcome = self._train_epoch(epoch)
@@ -101,7 +101,7 @@ class Trainer:
             test_accuracy = evaluate(self.model, self.data.test_images,
                                      self.data.test_labels).accuracy
         end = EndEvent(
-            epoch=max(epoch, 1),
+            epoch=self.last_iteration_epoch,
             status=status,
             reason=reason,
             epochs_completed=self.epochs_completed,
@@ -126,6 +126,7 @@ class Trainer:
             if self.control.checkpoint(lambda paused: self.emit(
                     PauseEvent(epoch=epoch, step=self.step, paused=paused))):
                 return "stopped", "stopped on request"
+            self.last_iteration_epoch = epoch
             batch = order[start : start + config.batch_size]
             x = self._batch(np.take(images, batch, axis=0))
             y = labels[batch].astype(np.intp)

@@ -144,6 +144,20 @@ def test_stop_takes_effect_before_the_next_iteration(data):
     assert np.all(np.isfinite(probabilities))
 
 
+def test_a_run_stopped_between_epochs_ends_in_the_epoch_it_finished(data):
+    control = TrainingControl()
+
+    def listener(event):
+        if isinstance(event, EpochEvent) and event.epoch == 2:
+            control.stop()  # honoured at the first checkpoint of epoch 3, before any step
+
+    trainer = Trainer(config(epochs=4), data, [listener], control)
+    end = trainer.run()
+    assert (end.status, end.epochs_completed, end.steps_completed) == (
+        "stopped", 2, 2 * trainer.steps_per_epoch)
+    assert end.epoch == 2
+
+
 def test_pause_and_resume_take_effect_between_iterations(data):
     control = TrainingControl()
     events = []
