@@ -61,11 +61,11 @@ def estimated_memory_bytes(config: TrainConfig) -> int:
     training batch, or an evaluation chunk), the input three times (raw, normalised or augmented,
     its gradient) and, per hidden unit, about eight arrays (pre-activation, activation, their
     gradients, a dropout mask, the layers' buffers, NumPy's temporaries), three more with batch
-    norm, plus the logits and softmax. Measured peak RSS of a process after 3 steps and the
-    evaluation (tests/app/test_limits.py checks the last): 109 MB for [128] x 128 (estimate
-    220), 313 MB for adam [1024, 1024] x 2048 (estimate 374), 780 MB for adam [2048, 2048] x 4096
-    with batch norm and dropout (estimate 1044), all without augmentation; 465 MB for adam
-    [1024, 1024] x 2048 with the `default` preset's augmentation (estimate 521).
+    norm, plus the logits and softmax. Measured peak resident memory (VmHWM) of a fresh process
+    after 3 steps and the evaluation (tests/app/test_limits.py checks the second): 113 MB for
+    [128] x 128 (estimate 240), 325 MB for adam [1024, 1024] x 2048 with the `default` preset's
+    augmentation (estimate 546), 837 MB for adam [2048, 2048] x 4096 with batch norm and dropout
+    (estimate 1403).
     """
     parameters = parameter_count(config)
     slots = OPTIMIZER_SLOTS.get(config.optimizer, 2)

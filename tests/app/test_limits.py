@@ -87,8 +87,11 @@ def test_memory_estimate_grows_with_what_costs_memory():
         estimated_memory_bytes(plain)
 
 
+# Peak resident memory of the training process itself: VmHWM belongs to the process's own address
+# space. (ru_maxrss would not do: Linux carries it over from the parent at fork, through exec, so
+# a child of a pytest process that had grown to 850 MB "peaked" at 850 MB before doing anything.)
 MEASURE_PEAK = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from app.dataset import load_data
 from engine.config import TrainConfig
@@ -104,7 +107,8 @@ def listener(event):
         if len(steps) == 3:
             control.stop()
 Trainer(config, load_data(Path(sys.argv[2]), 4096, 2000), [listener], control).run()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+peak_kb = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(int(peak_kb) * 1024)
 """
 
 
