@@ -368,6 +368,8 @@ def run_bench(data, epochs: int = 3, with_torch: bool = True, preset: str = "def
         "numpy": np.__version__,
         "python": platform.python_version(),
         "target_ratio_to_limit": TARGET_RATIO_TO_LIMIT,
+        "torch_status": ("measured" if torch_loop is not None
+                         else "not installed" if with_torch else "skipped (--no-torch)"),
     }
     if floor is not None:
         floor_median = statistics.median(clock.floor_seconds[1:])
@@ -408,6 +410,9 @@ def format_report(result: dict) -> list[str]:
             f"engine_vs_numpy_floor {result['engine_vs_numpy_floor']:.2f}   (1.00: no overhead of "
             "its own)",
         ]
+    else:
+        lines.append("numpy_floor_seconds  -       (the flat loop covers ReLU networks trained by "
+                     "SGD or momentum, without dropout or batch norm)")
     if "torch_epoch_seconds" in result:
         lines += [
             f"torch_epoch_seconds  {result['torch_epoch_seconds']:.3f}   (PyTorch {result['torch']}, "
@@ -415,9 +420,11 @@ def format_report(result: dict) -> list[str]:
             f"speedup_vs_torch     {result['speedup_vs_torch']:.2f}    "
             f"(target >= {TARGET_SPEEDUP_VS_TORCH})",
         ]
-    else:
+    elif result.get("torch_status") == "not installed":
         lines.append("torch_epoch_seconds  -       (PyTorch is not installed: "
                      "pip install torch to compare)")
+    else:
+        lines.append(f"torch_epoch_seconds  -       ({result.get('torch_status', 'not measured')})")
     return lines
 
 

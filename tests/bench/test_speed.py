@@ -52,3 +52,6 @@ def test_run_bench_reports_medians_and_ratios():
     report = "\n".join(format_report(result))
     assert "ratio_to_limit" in report and "epoch_seconds" in report
     assert "numpy_floor_seconds" in report and "engine_vs_numpy_floor" in report
+    assert result["torch_status"] == "skipped (--no-torch)" and "--no-torch" in report
+    without_floor = {k: v for k, v in result.items() if "floor" not in k}
+    assert "without dropout or batch norm" in "\n".join(format_report(without_floor))
