@@ -35,7 +35,8 @@ class NumpyFloor:
 
     def __init__(self, config: TrainConfig, data, batch_size: int):
         if not supports(config):
-            raise ValueError("the NumPy floor handles ReLU MLPs trained by SGD or momentum only")
+            raise ValueError("the NumPy floor covers ReLU MLPs trained by SGD or (Nesterov) momentum, "
+                             "without dropout or batch norm")
         self.config, self.batch_size = config, batch_size
         self.images, self.labels = data.train_images, data.train_labels
         sizes = (self.images.shape[1], *config.hidden_layers, 10)
