@@ -52,6 +52,7 @@ class LiveRun:
     pending: list[tuple[int, int, float]] = field(default_factory=list)  # points not yet in SQLite
     started: float | None = None  # time.monotonic() when the worker started training
     stop_requested: bool = False
+    paused: asyncio.Event = field(default_factory=asyncio.Event)  # the worker confirmed a pause
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -241,8 +242,21 @@ class RunManager:
     async def pause(self, run_id: int) -> dict[str, Any]:
         live = self._require_status(run_id, "running", "paused",
                                     "only a running run can be paused")
+        # "paused" means nothing trains and every step taken is stored: wait until the worker
+        # stops between two steps (its pause event comes after the points before it), or ends.
+        live.paused.clear()
         live.handle.pause()
-        self._set_status(live, "paused")
+        settled = asyncio.ensure_future(live.paused.wait())
+        ended = asyncio.ensure_future(live.ended.wait())
+        done, _ = await asyncio.wait({settled, ended}, timeout=self.settings.stop_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        settled.cancel()
+        ended.cancel()
+        if not done:
+            logger.warning("run %s has not paused after %ss; it will at its next step", run_id,
+                           self.settings.stop_timeout_s)
+        if run_id in self._live and self._rows[run_id]["status"] == "running":
+            self._set_status(live, "paused")
         return self.describe(run_id)
 
     async def resume(self, run_id: int) -> dict[str, Any]:
@@ -343,6 +357,9 @@ class RunManager:
                                   steps_per_epoch=row["steps_per_epoch"])
             if row["status"] == "queued":
                 self._set_status(live, "running")
+        elif kind == "pause":
+            if event["paused"]:
+                live.paused.set()
         elif kind == "end":
             self._on_end(live, event)
 

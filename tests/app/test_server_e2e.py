@@ -120,8 +120,9 @@ def test_pause_resume_stop(live):
     paused = client.post(f"/api/runs/{run['id']}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     assert client.post(f"/api/runs/{run['id']}/pause").status_code == 409
-    time.sleep(0.5)  # the pause takes effect at the next step
+    # The answer comes once the worker has stopped between two steps, with every step stored.
     before = len(client.get(f"/api/runs/{run['id']}/metrics").json()["iterations"])
+    assert before == paused.json()["progress"]["step"]
     time.sleep(1.0)
     assert len(client.get(f"/api/runs/{run['id']}/metrics").json()["iterations"]) == before
     resumed = client.post(f"/api/runs/{run['id']}/resume")
