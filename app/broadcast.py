@@ -8,6 +8,10 @@ takes everything after its cursor as one `iterations` message (at most one every
 slows nobody, and every step reaches every client exactly once, in order. A client whose cursor
 falls too far behind (its socket accepted nothing for a long while) gets a fresh `snapshot` with
 the points after the last step it received, in place of the backlog.
+
+`Revision` is the same idea for the run list as a whole: a counter the run service bumps whenever
+what `GET /api/runs` answers changes (a run created, started, paused, ended, deleted, an epoch, a
+new model for predictions), so that pages refetch the list when it changed instead of polling it.
 """
 
 from __future__ import annotations
@@ -98,6 +102,31 @@ class RunFeed:
 
     def unsubscribe(self, waiter: asyncio.Event) -> None:
         self._waiters.discard(waiter)
+
+
+class Revision:
+    """A counter of changes to the run list, with waiters. Used on the event loop only."""
+
+    def __init__(self):
+        self.value = 0
+        self._waiters: set[asyncio.Event] = set()
+
+    def bump(self) -> None:
+        self.value += 1
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def after(self, seen: int) -> int:
+        """Wait until the counter is past `seen`; return its value then."""
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        try:
+            while self.value == seen:
+                await waiter.wait()
+                waiter.clear()
+        finally:
+            self._waiters.discard(waiter)
+        return self.value
 
 
 class Deleted(Exception):

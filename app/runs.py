@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.broadcast import RunFeed
+from app.broadcast import Revision, RunFeed
 from app.executor import Executor, RunHandle
 from app.settings import Settings
 from app.store import Store
@@ -71,6 +71,7 @@ class RunManager:
         self._flusher: asyncio.Task | None = None
         self._closing = False
         self._meta_cache: dict[str, int | None] = {}
+        self.revision = Revision()  # bumped whenever list_runs() would answer differently
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -155,7 +156,7 @@ class RunManager:
         active = self.active_model()[0]
         return {"runs": [self.describe(run_id, with_epochs=False, active_run_id=active)
                          for run_id in sorted(self._rows, reverse=True)],
-                "active_model_run_id": active}
+                "active_model_run_id": active, "revision": self.revision.value}
 
     def active_model(self) -> tuple[int | None, str | None]:
         """The model /predict uses by default: the user's choice, else the best run with a model
@@ -184,6 +185,7 @@ class RunManager:
                                "is saved when its first epoch finishes")
         self.store.set_meta(ACTIVE_MODEL_KEY, None if run_id is None else str(run_id))
         self._meta_cache[ACTIVE_MODEL_KEY] = run_id
+        self.revision.bump()
         return self.describe_active_model()
 
     def describe_active_model(self) -> dict[str, Any]:
@@ -215,6 +217,7 @@ class RunManager:
         run_id = row["id"]
         self._rows[run_id] = row
         self._live[run_id] = LiveRun(run_id, config, RunFeed(run_id, lambda: self.describe(run_id)))
+        self.revision.bump()
         await self._schedule()
         return self.describe(run_id)
 
@@ -273,6 +276,7 @@ class RunManager:
             live.feed.mark_deleted()
         self.store.delete_run(run_id)
         self._rows.pop(run_id, None)
+        self.revision.bump()
         if self.store_meta_int(ACTIVE_MODEL_KEY) == run_id:
             self.set_active_model(None)
         self.settings.model_path(run_id).unlink(missing_ok=True)
@@ -341,6 +345,7 @@ class RunManager:
             self.store.update_run(run_id, epoch=row["epoch"], step=row["step"],
                                   best_val_accuracy=best)
             live.feed.add_epoch(epoch)
+            self.revision.bump()
         elif kind == "checkpoint":
             # The epoch it belongs to is stored (its event came first): now the model may show.
             try:
@@ -350,6 +355,7 @@ class RunManager:
                 return
             row["has_model"] = True
             self.store.update_run(run_id, has_model=True)
+            self.revision.bump()
         elif kind == "start":
             live.started = time.monotonic()
             row.update(started_at=now_iso(), steps_per_epoch=event["steps_per_epoch"])
@@ -357,6 +363,8 @@ class RunManager:
                                   steps_per_epoch=row["steps_per_epoch"])
             if row["status"] == "queued":
                 self._set_status(live, "running")
+            else:
+                self.revision.bump()
         elif kind == "pause":
             if event["paused"]:
                 live.paused.set()
@@ -399,6 +407,7 @@ class RunManager:
                               samples_per_second=None, **values)
         live.feed.add_status(self._describe_finished(live))
         live.ended.set()
+        self.revision.bump()
 
     def _describe_finished(self, live: LiveRun) -> dict[str, Any]:
         run = self.describe(live.run_id, with_epochs=False)
@@ -412,6 +421,7 @@ class RunManager:
         self.store.update_run(live.run_id, status=status, reason=None, step=row["step"],
                               epoch=row["epoch"])
         live.feed.add_status(self.describe(live.run_id))
+        self.revision.bump()
 
     # --- batched writes of iteration losses ---------------------------------------------------------
     def _flush(self, live: LiveRun) -> None:

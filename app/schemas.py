@@ -101,6 +101,8 @@ class Run(BaseModel):
 class RunList(BaseModel):
     runs: list[Run]
     active_model_run_id: int | None
+    revision: int = Field(description="Grows whenever this list changes (WS /ws/runs says when); "
+                                      "starts again from 0 when the server restarts")
 
 
 class Point(BaseModel):

@@ -7,17 +7,23 @@ import { initDrawing } from './canvas.js';
 import { initControls } from './controls.js';
 import { initEvaluation } from './evaluation.js';
 import { initRuns } from './runs.js';
+import { ChangeStream } from './changes.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
 import { notify, notifyError } from './toast.js';
 import { initTraining } from './training.js';
 
 const $ = (id) => document.getElementById(id);
-const REFRESH_MS = 4000;
+const REFRESH_MS = 4000; // polling the run list while WS /ws/runs is down
+const REFRESH_LIVE_MS = 30000; // while it is up: a safety net, and fresh "5 min ago" labels
 const PACE_WINDOW_MS = 20000;
 let stream = null;
 let serverReachable = true;
 let refreshing = null;
+let listRevision = null; // the revision of state.runs (GET /api/runs)
+let announcedRevision = null; // the newest revision WS /ws/runs announced
+let changesLive = false;
+let refreshedAt = 0;
 
 // ---- the watched run ------------------------------------------------------------------------
 /** Merge a Run the server sent into the state; announce a run that just ended. */
@@ -170,6 +176,8 @@ async function refreshRuns() {
     try {
       const answer = await api.runs();
       state.runs = answer.runs ?? [];
+      listRevision = answer.revision ?? null;
+      refreshedAt = Date.now();
       if (!serverReachable) {
         serverReachable = true;
         notify('The server is reachable again.', { kind: 'success' });
@@ -191,8 +199,22 @@ async function refreshRuns() {
       refreshing = null;
       renderConnection();
     }
+    // A change announced while this request was on its way may not be in its answer.
+    if (listRevision !== null && announcedRevision > listRevision) refreshRuns();
   })();
   return refreshing;
+}
+
+/** WS /ws/runs announced `revision`; a new connection may follow a server restart. */
+function onListChanged(revision, reconnected) {
+  announcedRevision = revision;
+  if (reconnected || listRevision === null || revision > listRevision) refreshRuns();
+}
+
+function onChangesLive(live) {
+  changesLive = live;
+  if (!live) announcedRevision = null; // the next server may count from 0
+  $('run-list').dataset.updates = live ? 'push' : 'polling';
 }
 
 async function refreshActiveModel() {
@@ -270,8 +292,10 @@ function start() {
   loadOptions();
   refreshActiveModel();
   refreshRuns();
+  new ChangeStream({ onChange: onListChanged, onLive: onChangesLive }).start();
   setInterval(() => {
-    if (document.visibilityState === 'visible') refreshRuns();
+    const due = !changesLive || Date.now() - refreshedAt >= REFRESH_LIVE_MS;
+    if (document.visibilityState === 'visible' && due) refreshRuns();
   }, REFRESH_MS);
   setInterval(() => {
     if (state.connection.state === 'reconnecting') renderConnection();

@@ -5,10 +5,7 @@
 // missing steps are fetched from /api/runs/{id}/metrics before anything later is applied.
 
 import { api } from './api.js';
-
-const FIRST_DELAY_MS = 500;
-const MAX_DELAY_MS = 10000;
-const BACKOFF = 1.6; // 0.5 s, 0.8 s, 1.3 s, 2 s, 3.3 s ... 10 s
+import { parseMessage, reconnectDelay, socketUrl } from './sockets.js';
 
 export class RunStream {
   /**
@@ -50,10 +47,9 @@ export class RunStream {
   }
 
   url() {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const after = this.handlers.lastStep();
     const query = after >= 0 ? `?after=${after}` : '';
-    return `${scheme}//${location.host}/ws/runs/${this.runId}${query}`;
+    return socketUrl(`/ws/runs/${this.runId}${query}`);
   }
 
   connect() {
@@ -70,12 +66,8 @@ export class RunStream {
     }
     this.socket = socket;
     socket.onmessage = (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return; // not ours to interpret
-      }
+      const message = parseMessage(event.data);
+      if (message === null) return;
       if (this.expectedSeq !== null && message.seq !== this.expectedSeq) {
         // A message went missing: start over from the last step we really have.
         socket.onclose = null;
@@ -111,8 +103,7 @@ export class RunStream {
 
   scheduleReconnect() {
     if (this.closed) return;
-    const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * BACKOFF ** this.attempts);
-    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    const delay = reconnectDelay(this.attempts);
     this.attempts += 1;
     const retryAt = Date.now() + delay;
     this.handlers.onConnection('reconnecting', retryAt);

@@ -138,6 +138,58 @@ def test_pause_resume_stop(live):
         assert client.post(f"/api/runs/{run['id']}/{action}").status_code == 409
 
 
+def test_the_run_list_stream_says_when_the_list_changed(live):
+    server, client = live
+    with connect(f"{server.ws_url}/ws/runs", open_timeout=10) as socket:
+
+        def announced() -> int:
+            message = strict_json(socket.recv(timeout=10))
+            assert message["type"] == "changed" and set(message) == {"type", "revision"}
+            return message["revision"]
+
+        def listed() -> tuple[int, dict[int, dict]]:
+            answer = client.get("/api/runs").json()
+            return answer["revision"], {run["id"]: run for run in answer["runs"]}
+
+        def changed_since(revision: int) -> tuple[int, dict[int, dict]]:
+            """The list has a newer revision, and the socket announces it."""
+            now, runs = listed()
+            assert now > revision
+            while announced() < now:
+                pass
+            return now, runs
+
+        assert announced() == listed()[0]  # on connect: the revision now
+        first = start_run(client, epochs=200, batch_size=2, seed=5)["id"]  # 1,000 steps an epoch
+        wait_for(lambda: client.get(f"/api/runs/{first}").json()["has_model"], 60,
+                 what="the first epoch")
+        revision, runs = listed()
+        assert runs[first]["status"] == "running"
+        assert client.post(f"/api/runs/{first}/pause").json()["status"] == "paused"
+        # Nothing changes on its own while the only training slot is paused: every change below
+        # is the request's.
+        revision, runs = changed_since(revision)
+        assert runs[first]["status"] == "paused"
+
+        second = start_run(client, epochs=1)["id"]
+        revision, runs = changed_since(revision)
+        assert runs[second]["status"] == "queued"
+        assert client.post(f"/api/runs/{second}/stop").status_code == 200
+        revision, runs = changed_since(revision)
+        assert runs[second]["status"] == "stopped"
+        assert client.put("/api/active-model", json={"run_id": first}).status_code == 200
+        revision, runs = changed_since(revision)
+        assert runs[first]["is_active_model"]
+        assert client.delete(f"/api/runs/{second}").status_code == 204
+        revision, runs = changed_since(revision)
+        assert second not in runs
+        assert client.post(f"/api/runs/{first}/stop").status_code == 200
+        revision, runs = changed_since(revision)
+        assert runs[first]["status"] == "stopped"
+        time.sleep(0.5)
+        assert listed()[0] == revision  # an ended run changes nothing more
+
+
 def test_predict_during_training_uses_the_latest_epoch(live, mnist_data):
     server, client = live
     run = start_run(client, epochs=200, batch_size=25, seed=3)

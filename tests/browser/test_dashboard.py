@@ -267,6 +267,23 @@ def test_two_tabs_watching_one_run_stay_in_step(server: Server, new_page):
     expect(first.get_by_test_id("stop-run")).to_be_disabled()
 
 
+def test_the_server_tells_an_open_page_when_runs_change(server: Server, new_page):
+    page = new_page(server.url)
+    expect(page.get_by_test_id("run-list")).to_have_attribute("data-updates", "push")
+    # While the server pushes changes, the page polls the run list every 30 s at most: within
+    # these few seconds, only the push can tell it.
+    quickly = 3000
+    run_id = server.api.post("/api/runs", json={"hidden_layers": [16], "epochs": 200}).json()["id"]
+    opener = page.get_by_role("button", name=f"Open run {run_id}")
+    expect(opener).to_be_visible(timeout=quickly)
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
+    wait_for_points(page, 1)
+    server.api.post(f"/api/runs/{run_id}/stop")
+    expect(page.get_by_test_id("run-status")).to_have_text("stopped", timeout=quickly)
+    assert server.api.delete(f"/api/runs/{run_id}").status_code == 204
+    expect(opener).to_have_count(0, timeout=quickly)
+
+
 def test_an_invalid_config_is_explained_and_not_sent(server: Server, new_page):
     page = new_page(server.url)
     runs_before = len(server.runs())
@@ -386,13 +403,32 @@ def test_the_page_reconnects_after_a_server_restart(server_factory, new_page):
 
     server.stop()
     connection = page.locator("#connection")
+    run_list = page.get_by_test_id("run-list")
     expect(connection).to_have_attribute("data-state", "reconnecting")
     expect(connection).to_contain_text("reconnecting")
+    expect(run_list).to_have_attribute("data-updates", "polling")
     server.start()
     # Back: the stream resumes by itself and the run shows what the server made of it.
     expect(connection).not_to_have_attribute("data-state", "reconnecting", timeout=30_000)
     expect(page.get_by_test_id("run-status")).to_have_text("interrupted")
     expect_in_step(server, run_id, page)
+    expect(run_list).to_have_attribute("data-updates", "push", timeout=15_000)
+
+
+def test_after_a_restart_the_page_still_hears_of_new_runs(server_factory, new_page):
+    server = server_factory()
+    for _ in range(2):
+        server.train(hidden_layers=[16], epochs=2, batch_size=64)  # many changes to count
+    page = new_page(server.url)
+    run_list = page.get_by_test_id("run-list")
+    expect(run_list).to_have_attribute("data-updates", "push")
+    server.stop()
+    expect(run_list).to_have_attribute("data-updates", "polling")
+    server.start()
+    expect(run_list).to_have_attribute("data-updates", "push", timeout=15_000)
+    # The restarted server counts its changes from 0 again: lower numbers are news all the same.
+    newer = server.api.post("/api/runs", json={"hidden_layers": [16], "epochs": 200}).json()["id"]
+    expect(page.get_by_role("button", name=f"Open run {newer}")).to_be_visible(timeout=3000)
 
 
 def test_a_server_with_a_token_asks_the_user_for_it(server_factory, new_page):
