@@ -4,10 +4,10 @@
 import { api } from './api.js';
 import { initAuth } from './auth.js';
 import { initDrawing } from './canvas.js';
+import { ChangeStream } from './changes.js';
 import { initControls } from './controls.js';
 import { initEvaluation } from './evaluation.js';
 import { initRuns } from './runs.js';
-import { ChangeStream } from './changes.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
 import { notify, notifyError } from './toast.js';
