@@ -29,17 +29,13 @@ REPO = Path(__file__).resolve().parents[2]
 SESSION = f"{os.getpid()}-{secrets.token_hex(3)}"  # names of everything this run creates
 LABEL = "mnist-lab-test.session"  # on every image this run creates (see remove_images)
 TIMINGS: dict[str, float] = {}  # seconds, reported at the end of the run
-BASE_FROM_CACHE: list[bool] = []
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if not TIMINGS:
-        return
-    origin = ("cached tarball" if BASE_FROM_CACHE[0] else "debootstrap") if BASE_FROM_CACHE else "?"
-    terminalreporter.write_sep("-", "docker image test timings")
+    if TIMINGS:
+        terminalreporter.write_sep("-", "docker image test timings")
     for what, seconds in TIMINGS.items():
-        label = f"{what} ({origin})" if what == "base tarball" else what
-        terminalreporter.write_line(f"{label:<34} {seconds:7.1f} s")
+        terminalreporter.write_line(f"{what:<34} {seconds:7.1f} s")
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +70,7 @@ def base_image(docker: Docker, logs: Path) -> Iterator[str]:
         missing_requirement(f"THE DOCKER IMAGE IS NOT TESTED: no Debian mirror to build from: "
                             f"{reason}")
     tarball = debian_base.base_tarball(recipe, debian_base.cache_dir(), logs / "debootstrap.log")
-    BASE_FROM_CACHE.append(not tarball.built)
-    TIMINGS["base tarball"] = tarball.seconds
+    TIMINGS[f"base tarball ({'debootstrap' if tarball.built else 'cached'})"] = tarball.seconds
     tag = f"mnist-lab-test-base:{tarball.recipe.key}-{SESSION}"
     started = time.monotonic()
     debian_base.import_image(docker, tarball.path, tag, labels={LABEL: SESSION})
