@@ -70,12 +70,7 @@ def _train(job: RunJob, events, stop_event, running_event) -> None:
     config = TrainConfig.from_dict(job.config)
     data = load_data(job.data_dir, job.train_subset, job.test_subset)
     control = TrainingControl(stop_event, running_event)
-    forwarder = _Forwarder(job, events)
-    trainer = Trainer(config, data, [forwarder], control)
-    forwarder.trainer = trainer
-    events.put({"event": "start", "pid": os.getpid(), "steps_per_epoch": trainer.steps_per_epoch,
-                "train_samples": int(len(data.train_labels)),
-                "test_samples": int(len(data.test_labels))})
+    trainer = Trainer(config, data, [_Forwarder(job, events)], control)
     trainer.run()
 
 
@@ -83,19 +78,27 @@ class _Forwarder:
     """A trainer listener: batches iteration points, saves a checkpoint after every epoch."""
 
     def __init__(self, job: RunJob, events):
+        from engine.throughput import Throughput
+
         self.job = job
         self.events = events
-        self.trainer = None
+        self.model = None
+        self.throughput = Throughput()
         self.points: list[tuple[int, int, float]] = []
-        self.samples_per_second = 0.0
         self.learning_rate = 0.0
         self.flushed_at = time.monotonic()
 
+    def bind(self, trainer) -> None:
+        self.model = trainer.model
+
     def __call__(self, event) -> None:
+        self.throughput(event)
         kind = event.event
+        if kind == "start":
+            self.events.put({"event": "start", "pid": os.getpid(), **_fields(event)})
+            return
         if kind == "iteration":
             self.points.append((event.step, event.epoch, event.loss))
-            self.samples_per_second = event.samples_per_second
             self.learning_rate = event.learning_rate
             now = time.monotonic()
             if now - self.flushed_at >= BATCH_INTERVAL_S or len(self.points) >= BATCH_POINTS:
@@ -115,7 +118,7 @@ class _Forwarder:
     def flush(self, now: float) -> None:
         if self.points:
             self.events.put({"event": "iterations", "points": self.points,
-                             "samples_per_second": self.samples_per_second,
+                             "samples_per_second": self.throughput.samples_per_second or 0.0,
                              "learning_rate": self.learning_rate})
             self.points = []
         self.flushed_at = now
@@ -126,7 +129,7 @@ class _Forwarder:
         # Written next to the run's model under a name of its own; the server moves it into place
         # once it has stored the epoch, so the model on disk never runs ahead of the record.
         path = pending_model_path(self.job.model_path, epoch)
-        save_model(self.trainer.model, path, {"run_id": self.job.run_id, "epoch": epoch, **extra})
+        save_model(self.model, path, {"run_id": self.job.run_id, "epoch": epoch, **extra})
         self.events.put({"event": "checkpoint", "epoch": epoch, "path": str(path)})
 
 

@@ -63,8 +63,10 @@ def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     events = [json.loads(line) for line in lines]  # stdout holds JSON lines and nothing else
-    assert all(e["event"] in ("iteration", "epoch", "end") for e in events)
-    assert all(isinstance(e["epoch"], int) for e in events)
+    assert events[0] == {"event": "start", "epochs": 2, "steps_per_epoch": 60,
+                         "train_samples": 60000, "test_samples": 10000}
+    assert all(e["event"] in ("iteration", "epoch", "end") for e in events[1:])
+    assert all(isinstance(e["epoch"], int) for e in events[1:])
     assert [e["event"] for e in events].count("iteration") == 2 * 60
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
     end = events[-1]
@@ -118,6 +120,7 @@ def test_ctrl_c_stops_between_iterations_and_still_saves(data_dir, tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, cwd=ROOT)
     try:
+        assert json.loads(process.stdout.readline())["event"] == "start"
         for _ in range(5):  # wait until training is under way
             assert json.loads(process.stdout.readline())["event"] == "iteration"
         process.send_signal(signal.SIGINT)
