@@ -64,8 +64,11 @@ class Momentum(Optimizer):
 
 
 class Adam(Optimizer):
-    """Kingma & Ba (2015): m ← β1 m + (1-β1) g, v ← β2 v + (1-β2) g²,
-    w ← w - η m̂ / (sqrt(v̂) + ε) with bias-corrected m̂ = m/(1-β1^t), v̂ = v/(1-β2^t)."""
+    """Kingma & Ba (2015), Algorithm 1:
+        m ← β1 m + (1-β1) g          v ← β2 v + (1-β2) g²
+        m̂ = m / (1-β1^t)            v̂ = v / (1-β2^t)
+        w ← w - η m̂ / (sqrt(v̂) + ε)
+    """
 
     def __init__(self, parameters, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -77,21 +80,19 @@ class Adam(Optimizer):
 
     def step(self, learning_rate: float) -> None:
         self.t += 1
-        correction1 = 1 - self.beta1**self.t
-        correction2 = 1 - self.beta2**self.t
-        # Fold both bias corrections into the step size: η_t = η sqrt(1-β2^t) / (1-β1^t).
-        step_size = learning_rate * np.sqrt(correction2) / correction1
-        eps = self.eps * np.sqrt(correction2)
+        beta1, beta2, t = self.beta1, self.beta2, self.t
         for p, m, v, scratch in zip(self.parameters, self.m, self.v, self.scratch, strict=True):
             g = self.gradient(p)
-            m *= self.beta1
-            m += np.multiply(g, 1 - self.beta1, out=scratch)
-            v *= self.beta2
-            v += np.multiply(np.square(g, out=scratch), 1 - self.beta2, out=scratch)
-            denominator = np.sqrt(v, out=scratch)
-            denominator += eps
-            update = np.divide(m, denominator, out=scratch)
-            update *= step_size
+            m *= beta1
+            m += np.multiply(g, 1 - beta1, out=scratch)
+            v *= beta2
+            v += np.multiply(np.square(g, out=scratch), 1 - beta2, out=scratch)
+            # The step, one pass at a time in the scratch array (a step allocates nothing):
+            update = np.divide(v, 1 - beta2**t, out=scratch)  # v̂
+            np.sqrt(update, out=update)
+            update += self.eps  # sqrt(v̂) + ε
+            np.divide(m, update, out=update)  # m / (sqrt(v̂) + ε)
+            update *= learning_rate / (1 - beta1**t)  # η m̂ / (sqrt(v̂) + ε)
             p.value -= update
 
 
