@@ -12,7 +12,6 @@ from fastapi.staticfiles import StaticFiles
 
 import engine
 from app import errors, limits, security
-from app.dataset import load_data
 from app.executor import Executor, LocalProcessExecutor
 from app.inspection import Inspector
 from app.middleware import BodySizeLimit
@@ -22,6 +21,7 @@ from app.routes import pages, predict, runs, stream
 from app.runs import RunManager
 from app.settings import Settings
 from app.store import Store
+from engine.data import load_mnist
 
 logger = logging.getLogger("app")
 
@@ -71,5 +71,5 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
 
 
 def _test_set(settings: Settings):
-    data = load_data(settings.data_dir, None, settings.test_subset)
+    data = load_mnist(settings.data_dir, fetch=False, test=settings.test_subset)
     return data.test_images.copy(), data.test_labels.copy()

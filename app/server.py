@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.dataset import ensure_mnist
 from app.settings import Settings, SettingsError
-from engine.data import MnistUnavailableError
+from engine.data import MnistUnavailableError, ensure_mnist
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -23,7 +22,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        ensure_mnist(settings.data_dir)
+        ensure_mnist(settings.data_dir, progress=True)
     except MnistUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

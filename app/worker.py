@@ -62,13 +62,13 @@ def run_worker(job: RunJob, events, stop_event, running_event) -> None:
 
 def _train(job: RunJob, events, stop_event, running_event) -> None:
     # Imported here so that the parent never pays for what only the worker needs.
-    from app.dataset import load_data
     from engine.config import TrainConfig
     from engine.control import TrainingControl
+    from engine.data import load_mnist
     from engine.trainer import Trainer
 
     config = TrainConfig.from_dict(job.config)
-    data = load_data(job.data_dir, job.train_subset, job.test_subset)
+    data = load_mnist(job.data_dir, fetch=False, train=job.train_subset, test=job.test_subset)
     control = TrainingControl(stop_event, running_event)
     trainer = Trainer(config, data, [_Forwarder(job, events)], control)
     trainer.run()

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.model import N_CLASSES, Sequential
+from engine.digits import N_CLASSES
+from engine.model import Sequential
 
 
 @dataclass(frozen=True)

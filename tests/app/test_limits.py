@@ -93,9 +93,9 @@ def test_memory_estimate_grows_with_what_costs_memory():
 MEASURE_PEAK = """
 import json, sys
 from pathlib import Path
-from app.dataset import load_data
 from engine.config import TrainConfig
 from engine.control import TrainingControl
+from engine.data import load_mnist
 from engine.trainer import Trainer
 
 config = TrainConfig.from_dict(json.loads(sys.argv[1]))
@@ -106,7 +106,8 @@ def listener(event):
         steps.append(event.step)
         if len(steps) == 3:
             control.stop()
-Trainer(config, load_data(Path(sys.argv[2]), 4096, 2000), [listener], control).run()
+Trainer(config, load_mnist(Path(sys.argv[2]), fetch=False, train=4096, test=2000), [listener],
+        control).run()
 peak_kb = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(int(peak_kb) * 1024)
 """
