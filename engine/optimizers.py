@@ -6,6 +6,7 @@ L2 weight decay adds λ·w to the gradient of every parameter marked `decay` (we
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
@@ -13,6 +14,8 @@ from engine.layers import Parameter
 
 
 class Optimizer(ABC):
+    state_arrays: ClassVar[int]  # arrays of state it keeps per parameter (memory, not math)
+
     def __init__(self, parameters: list[Parameter], weight_decay: float = 0.0):
         self.parameters = list(parameters)
         self.weight_decay = weight_decay
@@ -34,6 +37,8 @@ class Optimizer(ABC):
 class SGD(Optimizer):
     """w ← w - η g."""
 
+    state_arrays = 0
+
     def step(self, learning_rate: float) -> None:
         for p, scratch in zip(self.parameters, self.scratch, strict=True):
             p.value -= np.multiply(self.gradient(p), learning_rate, out=scratch)
@@ -41,6 +46,8 @@ class SGD(Optimizer):
 
 class Momentum(Optimizer):
     """Heavy ball: v ← μ v + g, w ← w - η v.  Nesterov: w ← w - η (g + μ v) with the new v."""
+
+    state_arrays = 1  # v
 
     def __init__(self, parameters, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0):
@@ -70,6 +77,8 @@ class Adam(Optimizer):
         w ← w - η m̂ / (sqrt(v̂) + ε)
     """
 
+    state_arrays = 2  # m and v
+
     def __init__(self, parameters, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(parameters, weight_decay)
@@ -94,6 +103,11 @@ class Adam(Optimizer):
             np.divide(m, update, out=update)  # m / (sqrt(v̂) + ε)
             update *= learning_rate / (1 - beta1**t)  # η m̂ / (sqrt(v̂) + ε)
             p.value -= update
+
+
+OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "momentum": Momentum, "nesterov": Momentum, "adam": Adam,
+}
 
 
 def make_optimizer(name: str, parameters, momentum: float = 0.9, weight_decay: float = 0.0

@@ -17,7 +17,7 @@ from app.inspection import Inspector
 from app.responses import CleanJSONResponse
 from app.runs import Conflict, RunManager
 from app.settings import Settings
-from engine.config import CHOICES, TrainConfig
+from engine.config import CHOICES, TrainConfig, preset_config
 from engine.presets import PRESETS
 
 router = APIRouter()
@@ -35,11 +35,11 @@ async def healthz():
 async def options(settings: Annotated[Settings, Depends(get_settings)]):
     """Presets, the choices and bounds of each config field, and the server's limits."""
     return CleanJSONResponse({
-        "presets": [{"name": p.name, "description": p.description, "config": p.config.to_dict()}
-                    for p in PRESETS.values()],
+        "presets": [{"name": p.name, "description": p.description,
+                     "config": preset_config(p.name).to_dict()} for p in PRESETS.values()],
         "choices": {name: list(choices) for name, choices in CHOICES.items()},
         "fields": limits.field_bounds(settings),
-        "limits": settings.limits(),
+        "limits": limits.describe(settings),
         "auth_required": security.auth_required(settings),
     })
 
