@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+import uvicorn
+
+from app.main import create_app
 from app.settings import Settings, SettingsError
 from engine.data import MnistUnavailableError, ensure_mnist
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from app.main import create_app
-
     try:
         settings = Settings.from_env(data_dir=args.data_dir, host=args.host, port=args.port,
                                      max_concurrent_runs=args.max_concurrent_runs)

@@ -71,7 +71,7 @@ def atomic_writer(destination: Path) -> Iterator[BinaryIO]:
 
 
 def _progress_bar(total: int | None, description: str, enabled: bool):
-    from tqdm import tqdm
+    from tqdm import tqdm  # only a fetch loads it, not every import of engine.data
 
     return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
                 file=sys.stderr, disable=not enabled, leave=False)
