@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench chromium clean
+.PHONY: run test test-fast lint bench chromium clean
 
 run: $(STAMP)
 	$(BIN)/mnist-lab fetch-data
@@ -15,6 +15,11 @@ test: $(STAMP) chromium
 	$(BIN)/mnist-lab fetch-data
 	$(BIN)/ruff check engine app tests bench
 	$(BIN)/python -m pytest
+
+# The edit loop: every test that needs neither the MNIST files nor a browser (about a minute).
+test-fast: $(STAMP)
+	$(BIN)/ruff check engine app tests bench
+	$(BIN)/python -m pytest -m "not mnist and not browser"
 
 bench: $(STAMP)
 	$(BIN)/mnist-lab fetch-data

@@ -15,17 +15,20 @@ T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
-             what: str = "condition") -> T:
+             what: str | Callable[[], str] = "condition",
+             sleep: Callable[[float], None] = time.sleep) -> T:
     """Call `predicate` until it returns something truthy; return that. AssertionError (naming
-    `what`) once `timeout` seconds have passed without it."""
+    `what`, or what `what()` says then) once `timeout` seconds have passed without it. `sleep`:
+    how to pass the time between calls (a browser page passes its own, to keep serving events)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what() if callable(what) else what}")
+        sleep(interval)
 
 
 async def wait_for_async(predicate: Callable[[], T | Awaitable[T]], timeout: float = 30.0,

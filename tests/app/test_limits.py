@@ -13,7 +13,8 @@ from app.limits import LimitExceeded, StreamSlots, check_capacity, check_run_con
 from app.settings import Settings
 from engine.config import TrainConfig
 from engine.footprint import estimated_memory_bytes
-from tests.app.liveserver import LiveServer, strict_json, wait_for, wait_for_status
+from tests.app.liveserver import LiveServer, strict_json, wait_for_status
+from tests.waiting import wait_for
 
 
 def config(**values) -> TrainConfig:
