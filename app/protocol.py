@@ -10,8 +10,9 @@ the boundary do they become plain dicts, through exactly one pair of functions: 
 `to_wire(message)` and the executor decodes `from_wire(wire)` once, before anything else sees it.
 A wire dict is JSON-ready: its kind under "event", then the message's fields.
 
-To add a message kind: a frozen dataclass with an `event` class constant, listed in `MESSAGES`,
-and a `case` for it in the run service's reducer (app/runs/state.py).
+To add a message kind: a frozen dataclass with an `event` class constant, added to `Message`,
+and a `case` for it in the run service's reducer (app/runs/state.py); if it must also be stored
+or streamed, a `case` in RunService._before (store) or ._publish (feed) as well.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import dataclasses
 import signal
 import traceback
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from engine.events import EndEvent, EpochEvent, PauseEvent, StartEvent
 
@@ -92,9 +93,7 @@ class Ended:
 
 
 Message = StartEvent | Iterations | EpochEvent | Checkpoint | PauseEvent | Ended
-
-MESSAGES: dict[str, type] = {kind.event: kind for kind in
-                             (StartEvent, Iterations, EpochEvent, Checkpoint, PauseEvent, Ended)}
+MESSAGES: dict[str, type] = {kind.event: kind for kind in get_args(Message)}  # by wire name
 
 
 class ProtocolError(ValueError):

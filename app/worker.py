@@ -124,7 +124,7 @@ class Reporter:
         self.flushed_at = self.clock()
 
     def save(self, epoch: int, **extra) -> None:
-        from engine.model import save_model  # loaded by now (the trainer built the model)
+        from engine.model import save_model  # not at the top, for NumPy's sake: see run_job
 
         # Written next to the run's model under a name of its own; the server moves it into place
         # once it has stored the epoch, so the model on disk never runs ahead of the record.

@@ -215,9 +215,8 @@ class RunService:
         if live is None:
             raise Conflict(f"run {run_id} is {run.status}, it cannot be stopped; only a queued, "
                            "running or paused run can")
-        if live.handle is None:
+        if live.handle is None:  # (ending it lets the next queued run start)
             self._receive(run_id, Ended("stopped", "stopped before it started"))
-            await self._schedule()
             return self.get(run_id)
         self._receive(run_id, StopRequested())
         live.handle.stop()

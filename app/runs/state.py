@@ -7,8 +7,9 @@ processes). Messages come from the worker (app/protocol.py) or from the run serv
 classes below: what it was asked, or that the server is shutting down). The side effects (SQLite,
 the live feed, model files, the run list's revision) happen around `apply`, in the run service.
 
-To add a message kind: a dataclass (in app/protocol.py if a worker sends it, here if the service
-does) and one `case` below.
+To add a message kind: a dataclass (in app/protocol.py's `Message` if a worker sends it, in
+`RunMessage` below if the service does) and one `case` in `apply`. A change of a stored field is
+then stored, a change of status streamed and the run list told, by the service, whatever the kind.
 """
 
 from __future__ import annotations
