@@ -46,7 +46,7 @@ async def create_run(body: schemas.RunConfig, runs: Runs):
 @router.get("/api/runs", response_model=schemas.RunList, tags=["runs"])
 async def list_runs(runs: Runs):
     """Every run, newest first (without per-epoch metrics)."""
-    return runs.list()
+    return runs.list_runs()
 
 
 @router.get("/api/runs/{run_id}", response_model=schemas.Run, responses=ERRORS, tags=["runs"])

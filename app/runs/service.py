@@ -116,7 +116,7 @@ class RunService:
         run = self.table.get(run_id)
         return self.presenter.run(run, self._epochs(run_id), self.active_model_id(), time.monotonic())
 
-    def list(self) -> schemas.RunList:
+    def list_runs(self) -> schemas.RunList:
         return self.presenter.run_list(self.table.newest_first(), self.active_model_id(),
                                        self.revision.value, time.monotonic())
 
