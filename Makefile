@@ -5,16 +5,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-docker lint bench chromium docker-tools clean
+.PHONY: run test test-fast test-docker lint bench chromium docker-tools clean
 
 run: $(STAMP)
 	$(BIN)/mnist-lab fetch-data
 	$(BIN)/mnist-lab serve
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium docker-tools
 	$(BIN)/mnist-lab fetch-data
 	$(BIN)/ruff check engine app tests bench
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/docker
+
+# The edit loop: every test that needs neither the MNIST files nor a browser (about a minute).
+test-fast: $(STAMP)
+	$(BIN)/ruff check engine app tests bench
+	$(BIN)/python -m pytest -m "not mnist and not browser"
 
 # The Docker image, built from the Dockerfile on a local Debian base and run by a real daemon
 # (started here, as root, if none runs). Skips with the reason where no daemon can start;

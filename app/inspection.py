@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from app.predictor import ModelCache
+from app import schemas
+from app.predictor import ModelCache, NoModel
 from engine.metrics import confusion_matrix, evaluate, per_class_accuracy
 from engine.model import Sequential
 
@@ -55,15 +56,16 @@ class Inspector:
         self._load_test_set = load_test_set  # () -> (images uint8 (N, 784), labels (N,))
         self._test_set: tuple[np.ndarray, np.ndarray] | None = None
         self.misclassified = misclassified
-        self._cache: dict[tuple[str, int], tuple[Sequential, dict[str, Any]]] = {}
+        self._cache: dict[tuple[str, int], tuple[Sequential, Any]] = {}
         self._lock = threading.Lock()
 
-    def evaluation(self, run_id: int) -> dict[str, Any] | None:
-        return self._cached("evaluation", run_id, lambda model: evaluation(
-            model, *self.test_set(), self.misclassified))
+    def evaluation(self, run_id: int) -> schemas.Evaluation:
+        return self._cached("evaluation", run_id, lambda model: schemas.Evaluation(**evaluation(
+            model, *self.test_set(), self.misclassified)))
 
-    def weights(self, run_id: int) -> dict[str, Any] | None:
-        return self._cached("weights", run_id, first_layer_images)
+    def weights(self, run_id: int) -> schemas.Weights:
+        return self._cached("weights", run_id,
+                            lambda model: schemas.Weights(**first_layer_images(model)))
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
@@ -71,10 +73,13 @@ class Inspector:
                 self._test_set = self._load_test_set()
             return self._test_set
 
-    def _cached(self, kind: str, run_id: int, compute) -> dict[str, Any] | None:
+    def _cached(self, kind: str, run_id: int, compute):
+        """`compute(model)` for the run's model file as it is now (NoModel, 409, if it is
+        missing or unreadable), cached until the file changes."""
         loaded = self.models.get(run_id)
         if loaded is None:
-            return None
+            raise NoModel(f"the model file of run {run_id} is missing or unreadable; start a new "
+                          "run to train one again")
         model, _ = loaded
         cached = self._cache.get((kind, run_id))
         if cached is not None and cached[0] is model:  # the same loaded file

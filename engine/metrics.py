@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.model import N_CLASSES, Sequential
+from engine.digits import N_CLASSES
+from engine.model import Sequential
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,11 @@ def normalise(images: np.ndarray, dtype=np.float32) -> np.ndarray:
     return x
 
 
+EVALUATION_BATCH = 2000  # digits per forward pass: bounds the memory an evaluation needs
+
+
 def evaluate(model: Sequential, images: np.ndarray, labels: np.ndarray,
-             batch_size: int = 2000) -> Evaluation:
+             batch_size: int = EVALUATION_BATCH) -> Evaluation:
     """Mean cross-entropy (natural log) and accuracy over every sample, last partial batch included."""
     n = len(labels)
     total_loss = 0.0

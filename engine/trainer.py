@@ -11,6 +11,10 @@
         evaluate on every test sample                           → EpochEvent
     → EndEvent (completed, stopped, or failed with a reason)
 
+Listeners are given to the constructor; one that needs the trainer itself (its model, say) has a
+`bind(trainer)` method, called once before any event. The loop measures nothing about its own
+speed: `engine.throughput.Throughput` is a listener that times the steps.
+
 Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss ends
 the run as failed ("diverged"), before any NaN reaches an event or the weights' last checkpoint.
 """
@@ -25,7 +29,16 @@ import numpy as np
 
 from engine.config import TrainConfig
 from engine.control import TrainingControl
-from engine.events import EndEvent, EpochEvent, Event, IterationEvent, Listener, PauseEvent
+from engine.events import (
+    Binding,
+    EndEvent,
+    EpochEvent,
+    Event,
+    IterationEvent,
+    Listener,
+    PauseEvent,
+    StartEvent,
+)
 from engine.losses import SoftmaxCrossEntropy
 from engine.metrics import evaluate, normalise
 from engine.model import Sequential, build_model
@@ -68,6 +81,9 @@ class Trainer:
         self.step = 0
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
+        for listener in self.listeners:
+            if isinstance(listener, Binding):
+                listener.bind(self)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -89,6 +105,9 @@ class Trainer:
         started = time.perf_counter()
         status, reason = "completed", None
         try:
+            self.emit(StartEvent(epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch,
+                                 train_samples=len(self.data.train_labels),
+                                 test_samples=len(self.data.test_labels)))
             for epoch in range(1, self.config.epochs + 1):
                 outcome = self._train_epoch(epoch)
                 if outcome is not None:
@@ -120,8 +139,6 @@ class Trainer:
         order = self._shuffle_rng.permutation(n)
         started = time.perf_counter()
         loss_sum, correct = 0.0, 0
-        samples_per_second = 0.0
-        last = started
         for index, start in enumerate(range(0, n, config.batch_size)):
             if self.control.checkpoint(lambda paused: self.emit(
                     PauseEvent(epoch=epoch, step=self.step, paused=paused))):
@@ -146,12 +163,8 @@ class Trainer:
 
             loss_sum += loss * len(batch)
             correct += int(np.count_nonzero(self.loss.probabilities.argmax(axis=1) == y))
-            now = time.perf_counter()
-            rate = len(batch) / max(now - last, 1e-9)
-            samples_per_second = rate if index == 0 else 0.9 * samples_per_second + 0.1 * rate
-            last = now
             self.emit(IterationEvent(epoch=epoch, step=self.step, loss=loss, learning_rate=lr,
-                                     samples_per_second=samples_per_second))
+                                     samples=len(batch)))
             self.step += 1
 
         validation = evaluate(self.model, data.test_images, data.test_labels)

@@ -14,6 +14,14 @@ from engine.data import DataFormatError, MnistData, MnistUnavailableError, read_
 collect_ignore = ["docker"]
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that asks for real MNIST is an `mnist` test, marked or not: `make test-fast`
+    (-m "not mnist and not browser") never reads or trains on it."""
+    for item in items:
+        if {"mnist_dir", "mnist_data"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mnist)
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 

@@ -37,17 +37,13 @@ export function appendPoints(data, points) {
   }
 }
 
-/** Replace or add one epoch record (epochs count from 1). */
+/**
+ * Replace or add one epoch record (epochs count from 1): the server's Epoch as it came, from the
+ * metrics API, a snapshot or an `epoch` message (less that message's envelope). Its fields are
+ * the engine's EpochEvent; the page never lists them.
+ */
 export function putEpoch(data, epoch) {
-  const record = {
-    epoch: epoch.epoch,
-    train_loss: epoch.train_loss,
-    train_accuracy: epoch.train_accuracy,
-    val_loss: epoch.val_loss,
-    val_accuracy: epoch.val_accuracy,
-    duration_s: epoch.duration_s,
-    learning_rate: epoch.learning_rate,
-  };
+  const { type, run_id: runId, seq, ...record } = epoch; // eslint-disable-line no-unused-vars
   data.epochs[epoch.epoch - 1] = record;
 }
 

@@ -23,8 +23,9 @@ else:
     # The machine may be busy (training runs in other processes): give the page time to answer.
     expect.set_options(timeout=20_000)
 
-from tests.app.liveserver import LiveServer, wait_for, wait_for_status
+from tests.app.liveserver import LiveServer, wait_for_status
 from tests.conftest import missing_requirement
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS, TEST_SUBSET, Server
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 
@@ -55,13 +56,9 @@ def open_run(page: Page, run_id: int):
     expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
 
 
-def wait_until(page: Page, condition, what: str, timeout_s: float = 30):
-    for _ in range(int(timeout_s * 10)):
-        if condition():
-            return
-        page.wait_for_timeout(100)
-    what = what() if callable(what) else what
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+def wait_until(page: Page, condition, what, timeout_s: float = 30):
+    """tests.waiting.wait_for, passing the time in the page (so that it keeps serving events)."""
+    return wait_for(condition, timeout_s, 0.1, what, sleep=lambda s: page.wait_for_timeout(s * 1000))
 
 
 def points(page: Page) -> int:
@@ -208,8 +205,11 @@ def test_pause_resume_and_stop_follow_the_real_status(server: Server, new_page):
     expect(stop).to_be_enabled()
     assert server.run(run_id)["status"] == "paused"
     paused_at = expect_in_step(server, run_id, page)
-    page.wait_for_timeout(1000)
-    assert points(page) == paused_at == server_points(server, run_id)  # nothing trains
+    # Nothing trains: a page opened meanwhile (a real stretch of the run being paused) draws the
+    # same steps as the first one and the server.
+    other = new_page(server.url)
+    open_run(other, run_id)
+    assert expect_in_step(server, run_id, page, other) == paused_at == points(page)
 
     resume.click()
     expect(status).to_have_text("running")
@@ -296,12 +296,11 @@ def test_an_invalid_config_is_explained_and_not_sent(server: Server, new_page):
     expect(page.get_by_label("Epochs", exact=True)).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#hidden_layers-error")).to_contain_text("Hidden layer 1")
     expect(page.locator("#form-error")).to_contain_text("Fix the 2 highlighted fields")
-    page.wait_for_timeout(300)
-    assert len(server.runs()) == runs_before
 
     page.get_by_label("Units in hidden layer 1").fill("16")
     page.get_by_label("Epochs", exact=True).fill("1")
     start(page, server)
+    assert len(server.runs()) == runs_before + 1  # this run; the invalid one was never created
     expect(page.locator("#form-error")).to_be_empty()
     expect(page.get_by_label("Epochs", exact=True)).not_to_have_attribute("aria-invalid", "true")
 
@@ -335,8 +334,8 @@ def test_without_a_model_the_page_says_so_and_offers_a_run(fresh_server: Server,
     expect(no_model).to_be_visible()
     expect(no_model).to_contain_text("No trained model yet")
     expect(page.locator("#run-list-empty")).to_be_visible()
-    draw_seven(page)
-    page.wait_for_timeout(600)
+    with page.expect_response(lambda answer: "/predict" in answer.url and answer.status == 409):
+        draw_seven(page)
     expect(page.get_by_test_id("prediction")).to_have_text("–")
 
     configure(page, epochs=2, layer=32)
