@@ -189,6 +189,9 @@ class Options(BaseModel):
         "plus max_items), {choices} for names; augmentation fields as 'augmentation.<name>'"))
     limits: dict[str, int | float | None]
     auth_required: bool
+    cli_flags: dict[str, str] = Field(description=(
+        "config field -> the `mnist-lab train` option that sets it (augmentation fields as "
+        "'augmentation.<name>'; booleans also take `--no-<option>`)"))
 
 
 class Error(BaseModel):

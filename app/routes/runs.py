@@ -17,6 +17,7 @@ from app.inspection import Inspector
 from app.responses import CleanJSONResponse
 from app.runs import Conflict, RunManager
 from app.settings import Settings
+from engine.cli import config_flags
 from engine.config import CHOICES, TrainConfig
 from engine.presets import PRESETS
 
@@ -33,7 +34,8 @@ async def healthz():
 
 @router.get("/api/options", response_model=schemas.Options, tags=["meta"])
 async def options(settings: Annotated[Settings, Depends(get_settings)]):
-    """Presets, the choices and bounds of each config field, and the server's limits."""
+    """Presets, the choices and bounds of each config field, the server's limits, and the
+    `mnist-lab train` option of each config field."""
     return CleanJSONResponse({
         "presets": [{"name": p.name, "description": p.description, "config": p.config.to_dict()}
                     for p in PRESETS.values()],
@@ -41,6 +43,7 @@ async def options(settings: Annotated[Settings, Depends(get_settings)]):
         "fields": limits.field_bounds(settings),
         "limits": settings.limits(),
         "auth_required": security.auth_required(settings),
+        "cli_flags": config_flags(),
     })
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.cli import config_flags
 from engine.config import TrainConfig, field_bounds
 from engine.model import load_model
 from tests.app.conftest import TEST_SUBSET, blank_png, digit_png
@@ -58,6 +59,7 @@ def test_options_fields_are_the_engine_bounds_tightened_by_the_server_limits(fre
             assert fields[name][key] == expected, (name, key)
     for name, choices in options["choices"].items():
         assert fields[name]["choices"] == choices
+    assert options["cli_flags"] == config_flags()
 
 
 def test_a_value_just_outside_an_advertised_range_is_refused(fresh):
