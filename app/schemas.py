@@ -121,6 +121,8 @@ class Misclassified(BaseModel):
     true: int
     predicted: int
     confidence: float
+    runner_up: int = Field(description="the model's second choice")
+    runner_up_confidence: float = Field(description="the probability of its second choice")
     pixels: list[int] = Field(description="784 ints 0..255, row-major")
 
 
@@ -130,10 +132,18 @@ class Evaluation(BaseModel):
     confusion_matrix: list[list[int]] = Field(description="10x10, rows = true digit")
     per_class_accuracy: list[float]
     misclassified: list[Misclassified]
+    misclassified_total: int = Field(description="every misclassified test digit")
+
+
+class MisclassifiedPage(BaseModel):
+    total: int = Field(description="misclassified test digits that match the filter")
+    offset: int
+    items: list[Misclassified]
 
 
 class Weights(BaseModel):
     units: int
+    offset: int = Field(description="the unit of the first image")
     images: list[list[float]]
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 import engine
 from app import limits, schemas, security
 from app.deps import get_inspector, get_runs, get_settings
-from app.inspection import Inspector
+from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, Inspector
 from app.responses import CleanJSONResponse
 from app.runs import Conflict, RunManager
 from app.settings import Settings
@@ -23,6 +23,7 @@ from engine.presets import PRESETS
 
 router = APIRouter()
 Runs = Annotated[RunManager, Depends(get_runs)]
+MAX_WEIGHT_PAGE = 256
 ERRORS = {404: {"model": schemas.Error}, 409: {"model": schemas.Error},
           422: {"model": schemas.Error}}
 
@@ -141,12 +142,29 @@ async def evaluation(run_id: int, runs: Runs, inspector: Annotated[Inspector, De
     return _or_no_model(result, run_id)
 
 
+@router.get("/api/runs/{run_id}/misclassified", response_model=schemas.MisclassifiedPage,
+            responses=ERRORS, tags=["runs"])
+async def misclassified(
+        run_id: int, runs: Runs, inspector: Annotated[Inspector, Depends(get_inspector)],
+        true: Annotated[int | None, Query(ge=0, le=9, description="only this true digit")] = None,
+        predicted: Annotated[int | None, Query(ge=0, le=9, description="only read as this")] = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_MISCLASSIFIED_PAGE)] = 32):
+    """The misclassified test digits, most confident mistake first, a page at a time."""
+    _require_model(runs, run_id)
+    result = await run_in_threadpool(inspector.mistakes, run_id, offset, limit, true,
+                                     predicted)
+    return _or_no_model(result, run_id)
+
+
 @router.get("/api/runs/{run_id}/weights", response_model=schemas.Weights, responses=ERRORS,
             tags=["runs"])
-async def weights(run_id: int, runs: Runs, inspector: Annotated[Inspector, Depends(get_inspector)]):
-    """The first layer's weights, one 28x28 image per hidden unit (at most 64)."""
+async def weights(run_id: int, runs: Runs, inspector: Annotated[Inspector, Depends(get_inspector)],
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+                  limit: Annotated[int, Query(ge=1, le=MAX_WEIGHT_PAGE)] = MAX_WEIGHT_IMAGES):
+    """The first layer's weights, one 28x28 image per hidden unit, `limit` units from `offset`."""
     _require_model(runs, run_id)
-    result = await run_in_threadpool(inspector.weights, run_id)
+    result = await run_in_threadpool(inspector.weights, run_id, offset, limit)
     return _or_no_model(result, run_id)
 
 
