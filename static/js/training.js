@@ -62,7 +62,8 @@ function updateCharts() {
       loss.push({ label: comparing ? `${name} (raw)` : 'Raw', xs, ys: data.losses, colorIndex, band: true, alpha: comparing ? 0.14 : 0.22, scale: false, hover: false });
       loss.push({ label: comparing ? name : `Smoothed (${weight})`, xs, ys: smoothedLosses(data, weight), colorIndex, width: 2 });
     } else {
-      loss.push({ label: name, xs, ys: data.losses, colorIndex, width: 1.5 });
+      // A handful of steps (a run that failed early): each one marked.
+      loss.push({ label: name, xs, ys: data.losses, colorIndex, width: 1.5, markers: data.losses.length <= 30 });
     }
     if (comparing) lossLegend.push({ label: name, colorIndex, title: runLabel(data.run) });
     const diverged = divergence(data);

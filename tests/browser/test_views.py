@@ -136,6 +136,20 @@ def test_a_failed_run_plots_every_stored_step(server: Server, new_page):
     else:
         assert view["x1"] is None  # nothing stored: the chart says so
         expect(page.locator("#run-summary")).to_contain_text("diverged")
+    if not stored:
+        return
+    # The diverging step itself, once the server records it (`run.diverged`, a later addition
+    # on the server): marked on the chart, one step past the last stored one, in view.
+    marked = page.evaluate("""async (step) => {
+        const { state, emit } = await import('/static/js/state.js');
+        const { charts } = await import('/static/js/training.js');
+        state.watched.run = { ...state.watched.run, diverged: { step, loss: 426.1 } };
+        emit('watched');
+        charts.loss.draw();
+        return { notes: charts.loss.annotations, x1: charts.loss.layout.x1 };
+    }""", stored)
+    assert marked["notes"] == [{"x": stored, "label": f"diverged at step {stored} (loss 426)"}]
+    assert marked["x1"] >= stored
 
 
 def test_the_eta_says_estimating_until_it_has_measured(server: Server, new_page):
