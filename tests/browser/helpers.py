@@ -38,12 +38,25 @@ def run_row(page: Page, run_id: int):
     return page.get_by_test_id("run-list").locator(f'tr[data-run-id="{run_id}"]')
 
 
+def settle(page: Page):
+    """Wait until the page has stopped scrolling (opening a run scrolls smoothly to its charts):
+    positions measured before then would be stale."""
+    page.evaluate("""async () => {
+        for (;;) {
+            const y = window.scrollY;
+            await new Promise((resolve) => setTimeout(resolve, 150));
+            if (window.scrollY === y) return;
+        }
+    }""")
+
+
 def open_run(page: Page, run_id: int):
     """Watch a run from the run table: its name opens it."""
     name = run_row(page, run_id).locator("button.run-open")
     expect(name).to_be_visible()
     name.click()
     expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
+    settle(page)
 
 
 def row_action(page: Page, run_id: int, item: str):

@@ -12,7 +12,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS, Server
-from tests.browser.helpers import configure, draw_seven, open_run, start, wait_for_points
+from tests.browser.helpers import (
+    configure,
+    draw_seven,
+    open_run,
+    settle,
+    start,
+    wait_for_points,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 
@@ -161,7 +168,8 @@ def test_toasts_cover_no_control_and_replace_each_other_per_run(server: Server, 
 
     assert covered() == []
     page.get_by_test_id("run-list").scroll_into_view_if_needed()
-    page.wait_for_timeout(300)  # the region moves once the scrolling has settled
+    settle(page)  # the region moves once the scrolling has settled
+    page.wait_for_function("() => document.getElementById('toasts').dataset.corner !== undefined")
     assert covered() == []
     page.get_by_test_id("stop-run").click()
     expect(toast).to_contain_text(f"Run #{run_id} stopped")
@@ -233,6 +241,6 @@ def test_screenshot_of_the_first_screen(server: Server, two_runs, new_page):
     expect(page.get_by_test_id("accuracy-chart")).to_have_attribute("data-epochs", "2")
     open_run(page, two_runs[1]["id"])
     page.evaluate("window.scrollTo(0, 0)")
-    page.wait_for_timeout(300)
+    settle(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "first-screen.png")
