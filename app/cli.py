@@ -39,7 +39,9 @@ def add_serve_command(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--max-concurrent-runs", type=int, default=None,
-                       help="runs that train at the same time (default 1); others wait queued")
+                       help="runs that train at the same time; others wait queued (default: as many "
+                       "as the cores fit, each run using its BLAS thread and the core preparing its "
+                       "batches: cores // 2, at least 1)")
     add_data_dir(serve)
     serve.set_defaults(func=cmd_serve)
 

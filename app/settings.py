@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.pool import default_concurrent_runs
 from engine.data import resolve_data_dir
 
 ENV_PREFIX = "MNIST_LAB_"
@@ -27,7 +28,8 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    max_concurrent_runs: int = 1
+    # Runs that train at once (the local process pool); None: as many as the cores fit (app/pool.py).
+    max_concurrent_runs: int | None = None
     # Train/test on the first N samples of real MNIST (quick demos and tests); None = all of it.
     train_subset: int | None = None
     test_subset: int | None = None
@@ -68,6 +70,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        if self.max_concurrent_runs is None:
+            object.__setattr__(self, "max_concurrent_runs", default_concurrent_runs(self.worker_threads))
         if self.max_concurrent_runs < 1:
             raise SettingsError(
                 f"max_concurrent_runs must be at least 1, got {self.max_concurrent_runs}"

@@ -26,7 +26,8 @@ TERMINAL = {"stopped", "completed", "failed", "interrupted"}
 def server_env(mnist_dir) -> dict[str, str]:
     return {"MNIST_DIR": str(mnist_dir), "MNIST_LAB_TRAIN_SUBSET": str(TRAIN_SUBSET),
             "MNIST_LAB_TEST_SUBSET": str(TEST_SUBSET),
-            "MNIST_LAB_WORKER_NICE": "0"}  # the test machine is shared: do not yield to others
+            "MNIST_LAB_WORKER_NICE": "0",  # the test machine is shared: do not yield to others
+            "MNIST_LAB_MAX_CONCURRENT_RUNS": "1"}  # these tests queue a run behind another
 
 
 @pytest.fixture(scope="module")

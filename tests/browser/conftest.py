@@ -59,6 +59,7 @@ class Server:
             "MNIST_DIR": str(mnist_dir),
             "MNIST_LAB_TRAIN_SUBSET": str(TRAIN_SUBSET),
             "MNIST_LAB_TEST_SUBSET": str(TEST_SUBSET),
+            "MNIST_LAB_MAX_CONCURRENT_RUNS": "1",  # a second run waits queued, on any machine
             **env,
         })
         self.url = self.live.url
