@@ -5,7 +5,10 @@ of each config field."""
 from __future__ import annotations
 
 from app import limits, schemas, security
+from app.runs.state import ACTIVE_STATUSES, STATUSES
 from app.settings import Settings
+from app.sweeps.record import SWEEP_STATUSES
+from app.sweeps.spec import METHODS, METRICS, PRUNERS
 from engine.cli import config_flags
 from engine.config import CHOICES, preset_config
 from engine.presets import PRESETS
@@ -21,4 +24,8 @@ def describe(settings: Settings) -> schemas.Options:
         limits=limits.describe(settings),
         auth_required=security.auth_required(settings),
         cli_flags=config_flags(),
+        statuses=list(STATUSES),
+        active_statuses=list(ACTIVE_STATUSES),
+        sweeps=schemas.SweepOptions(methods=list(METHODS), pruners=list(PRUNERS),
+                                    metrics=dict(METRICS), statuses=list(SWEEP_STATUSES)),
     )

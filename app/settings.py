@@ -65,6 +65,9 @@ class Settings:
     max_run_memory_mb: int = 2048  # estimated peak of one training process
     max_queued_runs: int = 16
     max_runs_kept: int = 500
+    max_sweep_trials: int = 200  # trials of one sweep
+    max_sweep_concurrent: int = 8  # trials of one sweep queued or training at once
+    max_active_sweeps: int = 4  # sweeps running at once
     max_stream_clients_per_run: int = 100
     max_stream_clients: int = 500
 

@@ -1,5 +1,6 @@
-"""Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics and every
-per-iteration loss. Model weights live next to it as `.npz` files (written by the workers).
+"""Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics, every
+per-iteration loss, and the sweeps whose trials some runs are. Model weights live next to it as
+`.npz` files (written by the workers); a sweep's optimiser keeps its own journal (app/sweeps/).
 
 The store is plain synchronous sqlite3 behind a lock, so it can be called from the event loop
 (small writes) and from worker threads (large reads) alike.
@@ -18,7 +19,7 @@ from typing import Any, get_type_hints
 from app.runs.state import ACTIVE_STATUSES
 from engine.events import EPOCH_FIELDS, EpochEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sweeps, and the runs' sweep_id and trial (runs may be `pruned`)
 
 
 def _epoch_columns() -> dict[str, str]:
@@ -72,6 +73,23 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT
 );
 """
+# What each version adds to the one before (the runs table of version 1 has no sweep columns).
+_MIGRATIONS = {
+    2: """
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+ALTER TABLE runs ADD COLUMN sweep_id INTEGER;
+ALTER TABLE runs ADD COLUMN trial INTEGER;
+""",
+}
+SWEEP_COLUMNS = ("status", "reason", "finished_at")  # what a sweep's changes update
 
 RUN_COLUMNS = ("status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
                "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy",
@@ -103,9 +121,11 @@ class Store:
                 f"({SCHEMA_VERSION}); upgrade MNIST Lab or use another --data-dir"
             )
         if version < SCHEMA_VERSION:
-            # one script, one transaction: a crash leaves either no schema or all of it
+            # one script, one transaction: a crash leaves either the old schema or all of the new
+            steps = [_SCHEMA] if version == 0 else []
+            steps += [_MIGRATIONS[step] for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
             self._db.executescript(
-                f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                f"BEGIN; {''.join(steps)} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
         # A metric added to EpochEvent since this file was created becomes a column; epochs stored
         # before have NULL there (so such a field must be `X | None` in EpochEvent).
         present = {row[1] for row in self._db.execute("PRAGMA table_info(epochs)")}
@@ -121,11 +141,13 @@ class Store:
             self._db.close()
 
     # --- runs --------------------------------------------------------------------------------
-    def create_run(self, config: dict[str, Any], created_at: str) -> dict[str, Any]:
+    def create_run(self, config: dict[str, Any], created_at: str, sweep_id: int | None = None,
+                   trial: int | None = None) -> dict[str, Any]:
         with self._lock:
             cursor = self._db.execute(
-                "INSERT INTO runs (status, config, created_at) VALUES ('queued', ?, ?)",
-                (json.dumps(config, allow_nan=False), created_at),
+                "INSERT INTO runs (status, config, created_at, sweep_id, trial) "
+                "VALUES ('queued', ?, ?, ?, ?)",
+                (json.dumps(config, allow_nan=False), created_at, sweep_id, trial),
             )
             return self._run(cursor.lastrowid)
 
@@ -208,6 +230,52 @@ class Store:
             ).fetchall()
         return [dict(row) for row in rows]
 
+    def last_epochs(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The latest stored epoch of each of these runs (a run without one is left out)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT run_id, {', '.join(EPOCH_FIELDS)} FROM epochs AS e WHERE run_id IN ({marks}) "
+                "AND epoch = (SELECT MAX(epoch) FROM epochs WHERE run_id = e.run_id)",
+                tuple(run_ids),
+            ).fetchall()
+        return {row["run_id"]: {name: row[name] for name in EPOCH_FIELDS} for row in rows}
+
+    # --- sweeps ------------------------------------------------------------------------------
+    def create_sweep(self, name: str, spec: dict[str, Any], created_at: str) -> dict[str, Any]:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO sweeps (name, spec, status, created_at) VALUES (?, ?, 'running', ?)",
+                (name, json.dumps(spec, allow_nan=False), created_at),
+            )
+            return self._sweep(cursor.lastrowid)
+
+    def update_sweep(self, sweep_id: int, **values: Any) -> None:
+        unknown = set(values) - set(SWEEP_COLUMNS)
+        if unknown:
+            raise KeyError(f"not sweep columns: {sorted(unknown)}")
+        if values:
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            with self._lock:
+                self._db.execute(f"UPDATE sweeps SET {assignments} WHERE id = ?",
+                                 (*values.values(), sweep_id))
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        """Every sweep, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()
+        return [_sweep_row(row) for row in rows]
+
+    def _sweep(self, sweep_id: int) -> dict[str, Any]:
+        return _sweep_row(self._db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone())
+
+    def delete_sweep(self, sweep_id: int) -> None:
+        """The sweep's record (its trials are runs, deleted as runs are)."""
+        with self._lock:
+            self._db.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,))
+
     # --- key/value ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         with self._lock:
@@ -232,6 +300,12 @@ class _Transaction:
 
     def __exit__(self, kind, error, traceback) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _sweep_row(row: sqlite3.Row) -> dict[str, Any]:
+    sweep = dict(row)
+    sweep["spec"] = json.loads(sweep["spec"])
+    return sweep
 
 
 def _run_row(row: sqlite3.Row) -> dict[str, Any]:

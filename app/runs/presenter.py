@@ -49,6 +49,7 @@ class RunPresenter:
             reason=run.reason, progress=progress(run, self.train_samples),
             best_val_accuracy=run.best_val_accuracy, test_accuracy=run.test_accuracy,
             has_model=run.has_model, is_active_model=active_run_id == run.id,
+            sweep_id=run.sweep_id, trial=run.trial,
         )
 
     def run(self, run: RunState, epochs: Sequence[Mapping[str, Any]], active_run_id: int | None,
