@@ -82,8 +82,9 @@ class Search:
                 sampler=optuna.samplers.RandomSampler(), pruner=make_pruner(spec),
                 load_if_exists=True)
             # Seeded past the trials a previous life of this sweep asked, so that a sweep resumed
-            # after a restart does not propose its random trials again.
-            asked = len(self.study.get_trials(deepcopy=False))
+            # after a restart does not propose its random trials again. Not a grid: its seed
+            # orders the grid's points, which its trials name by their index.
+            asked = 0 if spec.method == "grid" else len(self.study.get_trials(deepcopy=False))
             self.study.sampler = make_sampler(spec, spec.seed + asked)
         self._trials: dict[int, optuna.Trial] = {}
 
@@ -126,10 +127,14 @@ class Search:
     def _tell(self, number: int, state: TrialState, value: float | None = None) -> None:
         try:
             self.study.tell(number, value, state=state, skip_if_finished=True)
-        except RuntimeError as error:
-            # GridSampler calls study.stop() once the grid is done, which only works inside
-            # study.optimize (optuna/optuna#5141); the trial's state is stored before that.
-            if self.spec.method != "grid" or "Study.stop" not in str(error):
+        except (RuntimeError, KeyError):
+            # GridSampler.after_trial, which runs before the state is stored (in a finally), calls
+            # study.stop() once the grid is done, which only works inside study.optimize
+            # (optuna/optuna#5141), and reads the grid point of the last trial, which a trial asked
+            # again after a restart has not (its parameters are fixed). The state is stored all
+            # the same; only a tell that did not store it is an error.
+            told = self.study.get_trials(deepcopy=False)[number].state
+            if self.spec.method != "grid" or told != state:
                 raise
         self._trials.pop(number, None)
 

@@ -14,13 +14,14 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from app.runs.state import ACTIVE_STATUSES, STATUSES
 from engine.model import load_model
 from tests.app.conftest import TEST_SUBSET, TRAIN_SUBSET, digit_png
 from tests.app.liveserver import LiveServer, strict_json, wait_for_status
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]
-TERMINAL = {"stopped", "completed", "failed", "interrupted"}
+TERMINAL = set(STATUSES) - set(ACTIVE_STATUSES)  # every status a run ends with
 
 
 def server_env(mnist_dir) -> dict[str, str]:

@@ -205,3 +205,22 @@ def test_a_journal_line_cut_off_by_a_crash_is_dropped(tmp_path):
     assert path.read_bytes() == whole
     resumed = Sweep(sweep.spec, Search(sweep.spec, open_journal(path)))
     assert resumed.counted == 1 and [p.trial for p in resumed.propose()] == [1]
+
+
+def test_a_grid_resumed_after_a_restart_still_trains_every_point_once(tmp_path):
+    path = tmp_path / "sweep-3.journal"
+    space = {"learning_rate": {"values": [0.1, 0.05, 0.01]}, "batch_size": {"values": [64, 128]}}
+    sweep = new_sweep(open_journal(path), space=space, method="grid", max_concurrent=2, seed=3)
+    first, cut_off = sweep.propose()
+    train(sweep, first.trial, [0.5, 0.6, 0.7])
+    search = Search(sweep.spec, open_journal(path))  # the server died while cut_off trained
+    assert search.replace_interrupted() == [cut_off.trial]
+    resumed = Sweep(sweep.spec, search)
+    done = [first.params]
+    while not resumed.done:
+        for proposal in resumed.propose():
+            done.append(proposal.params)
+        for trial in list(resumed.running):
+            train(resumed, trial, [0.5, 0.6, 0.7])
+    assert sorted((p["learning_rate"], p["batch_size"]) for p in done) == sorted(
+        itertools.product((0.1, 0.05, 0.01), (64, 128)))
