@@ -1,4 +1,4 @@
-"""The `mnist-lab` console script: the engine's commands plus `serve` and `bench`.
+"""The `mnist-lab` console script: the engine's commands plus `serve`, `sweep` and `bench`.
 
 Both are registered here without importing what runs them: `serve` loads the server only when it
 serves, and `bench` loads the benchmark (bench/speed.py) only when it benchmarks, so every other
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.sweeps.cli import add_sweep_command
 from engine.cli import UsageError, add_data_dir, build_parser, run
 
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     add_serve_command(commands)
+    add_sweep_command(commands)
     add_bench_command(commands)
     return run(parser, argv)
 

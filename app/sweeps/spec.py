@@ -91,8 +91,9 @@ def make_spec(*, base: TrainConfig, space: Mapping[str, Any] | Space,
         if grid is None:
             continuous = next(n for n, p in space.items() if p.grid() is None)
             raise SpaceError(f"a grid needs a finite list of values for every field, and "
-                             f"{continuous} is a continuous range: give it {{\"values\": [...]}} or a "
-                             "\"step\", or use method random or tpe")
+                             f"{continuous} is a continuous range: give it a list of values "
+                             f"({{\"values\": [...]}}; on the command line A;B;C) or a step, or use "
+                             "method random or tpe")
         points = grid_size(grid)
         if trials is None:
             trials = points
