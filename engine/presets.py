@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.config import AugmentConfig, ConfigError, TrainConfig
+from engine.config import AugmentConfig, ConfigError, TrainConfig, shown
 
 
 @dataclass(frozen=True)
@@ -110,5 +110,6 @@ _add(
 def preset_config(name: str) -> TrainConfig:
     """The TrainConfig of a preset, or a ConfigError listing the presets that exist."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {shown(name)}; available presets: {', '.join(PRESETS)}",
+                          "preset")
     return PRESETS[name].config
