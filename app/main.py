@@ -37,7 +37,8 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
         app.state.store = store
         app.state.runs = manager
         app.state.predictions = PredictionService(models, settings.max_predict_batch,
-                                                  settings.max_image_side, settings.max_image_pixels)
+                                                  settings.max_image_side, settings.max_image_pixels,
+                                                  settings.max_concurrent_decodes)
         app.state.inspector = Inspector(models, lambda: _test_set(settings),
                                         settings.evaluation_misclassified)
         await manager.start()

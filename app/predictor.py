@@ -17,15 +17,27 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, UnidentifiedImageError
 
+from app import memory
+from engine.config import shown
 from engine.model import ModelError, Sequential, load_model
 
 N_PIXELS = 28 * 28
 INLINE_MAX_PARAMETERS = 1_000_000  # about 0.1 ms of matrix products per image
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-WORKING_SIDE = 1024  # larger pictures are shrunk to this first: the digit ends up 20 px anyway
+# Larger pictures are shrunk to at most this many pixels a side first: the digit ends up 20 px
+# anyway, and preprocessing works in float64 (a 1024-px RGBA picture would take ~100 MB there).
+WORKING_SIDE = 512
+REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F")
+RELEASE_ABOVE_PIXELS = 1 << 20  # after decoding more than this, freed memory goes back to the OS
+EXIF_ORIENTATION = 0x0112
+EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                  6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                  8: Image.Transpose.ROTATE_90}
 _DATA_URL = re.compile(r"^data:([\w/+.-]*)(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -150,10 +162,16 @@ def decode_base64_image(text: Any) -> bytes:
 
 
 def decode_image(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
-    """PNG/JPEG/... bytes → (H, W) grey or (H, W, 4) RGBA uint8, refusing decompression bombs:
-    the size in the header is checked before a single pixel is decoded."""
+    """PNG/JPEG/... bytes → (H, W) grey or (H, W, 4) RGBA uint8, at most WORKING_SIDE a side.
+
+    Memory is bounded before a single pixel is decoded: the header's size must be within
+    `max_side`; a JPEG is decoded straight to grey at 1/2, 1/4 or 1/8 scale by its own decoder
+    (`draft`) when it is larger than needed; what is then decoded must be at most `max_pixels`
+    (4 bytes each at most). It is shrunk by whole factors (`reduce`, a box filter) before any
+    conversion, so only one full-size copy ever exists."""
     if not data:
         raise InputError("the image is empty (0 bytes); send a PNG or JPEG file")
+    large = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -161,27 +179,46 @@ def decode_image(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
             width, height = image.size
             if width < 1 or height < 1:
                 raise InputError(f"the image is {width}x{height} pixels: empty")
-            if max(width, height) > max_side or width * height > max_pixels:
+            if max(width, height) > max_side:
+                raise InputError(f"the image is {width}x{height} pixels; at most {max_side} pixels "
+                                 "a side are accepted: scale it down and try again")
+            has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+                image.mode in ("P", "L", "RGB") and "transparency" in image.info)
+            if image.format == "JPEG":  # no alpha; the decoder scales by 1/2..1/8 for free
+                image.draft("L", (WORKING_SIDE, WORKING_SIDE))
+            width, height = image.size
+            if width * height > max_pixels:
                 raise InputError(
-                    f"the image is {width}x{height} pixels; at most {max_side} pixels a side and "
-                    f"{max_pixels:,} pixels in all are accepted: scale it down and try again"
-                )
-            image = ImageOps.exif_transpose(image)
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-                image.mode == "P" and "transparency" in image.info)
+                    f"the image is {width}x{height} pixels; at most {max_pixels:,} pixels in all are "
+                    "decoded (a digit needs a few hundred pixels a side): scale it down and try again")
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            large = width * height > RELEASE_ABOVE_PIXELS
+            image.load()
+            if image.mode not in REDUCIBLE_MODES or "transparency" in image.info:
+                image = image.convert("RGBA" if has_alpha else "L")  # palette, 1-bit, 16-bit
+            factor = math.ceil(max(image.size) / WORKING_SIDE)
+            if factor > 1:
+                image = image.reduce(factor)
             image = image.convert("RGBA" if has_alpha else "L")
-            if max(image.size) > WORKING_SIDE:
-                image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
-            return np.asarray(image)
+            if orientation in EXIF_TRANSPOSE:
+                image = image.transpose(EXIF_TRANSPOSE[orientation])
+            return np.array(image)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError("the image declares too many pixels to decode safely; scale it down") from None
+    except UnidentifiedImageError:
+        raise InputError("the image cannot be decoded: the data is not a "
+                         f"{', '.join(IMAGE_FORMATS)} file; send a PNG or JPEG file") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(
-            f"the image cannot be decoded ({error}); send a PNG or JPEG file "
+            f"the image cannot be decoded ({shown(str(error), 120)[1:-1]}); send a PNG or JPEG file "
             f"({', '.join(IMAGE_FORMATS)} are accepted)"
         ) from None
+    finally:
+        if large:
+            image = None
+            memory.release()  # the full-size copy is gone: give its pages back
 
 
 def image_to_input(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
@@ -223,13 +260,17 @@ def prediction_json(probs: np.ndarray, run_id: int, inputs: np.ndarray) -> str:
 
 
 class PredictionService:
-    """What /predict does once the model is chosen: runs in a worker thread."""
+    """What /predict does once the model is chosen: runs in a worker thread. Pictures are decoded
+    in at most `max_concurrent_decodes` threads at once (`decode_slots`), the others wait their
+    turn, so a flood of uploads holds at most that many decoded pictures."""
 
-    def __init__(self, models: ModelCache, max_batch: int, max_image_side: int, max_image_pixels: int):
+    def __init__(self, models: ModelCache, max_batch: int, max_image_side: int, max_image_pixels: int,
+                 max_concurrent_decodes: int = 2):
         self.models = models
         self.max_batch = max_batch
         self.max_image_side = max_image_side
         self.max_image_pixels = max_image_pixels
+        self.decode_slots = anyio.CapacityLimiter(max_concurrent_decodes)
 
     def from_pixels(self, run_id: int, value: Any) -> str:
         """The JSON answer for `{"pixels": ...}` (one image or a batch)."""

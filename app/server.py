@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app import memory
 from app.dataset import ensure_mnist
 from app.settings import Settings, SettingsError
 from engine.data import MnistUnavailableError
@@ -27,6 +28,7 @@ def serve(args: argparse.Namespace) -> int:
     except MnistUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    memory.configure()
     print(f"MNIST Lab on http://{settings.host}:{settings.port} (data in {settings.data_dir})",
           file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port,

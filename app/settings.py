@@ -33,7 +33,9 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     max_predict_batch: int = 512
     max_image_side: int = 8192  # pixels, checked from the header before decoding
-    max_image_pixels: int = 24_000_000
+    # Pixels decoded (after a JPEG's own downscaling), 4 bytes each at most: 2048 x 2048.
+    max_image_pixels: int = 4_194_304
+    max_concurrent_decodes: int = 2  # pictures decoded at once; more wait their turn
     # Live stream: a client more than this many points or messages behind gets a fresh snapshot.
     stream_max_lag_points: int = 20_000
     stream_max_lag_messages: int = 256
@@ -96,6 +98,7 @@ class Settings:
             "max_predict_batch": self.max_predict_batch,
             "max_image_side": self.max_image_side,
             "max_image_pixels": self.max_image_pixels,
+            "max_concurrent_decodes": self.max_concurrent_decodes,
             "max_concurrent_runs": self.max_concurrent_runs,
             **limits.describe(self),
         }
