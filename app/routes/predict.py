@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -30,7 +31,7 @@ async def predict(request: Request):
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         data, run_id = await _read_upload(request)
-        return await _answer(runs, run_id, service.from_image, data)
+        return await _answer(runs, run_id, service.from_image, data, limiter=service.decode_slots)
     body = await request.body()
     payload = _parse_json(body)
     run_id = _run_id(payload.get("run_id"))
@@ -47,15 +48,19 @@ async def predict(request: Request):
     if "image" in payload:
         from app.predictor import decode_base64_image
 
-        return await _answer(runs, run_id, service.from_image, decode_base64_image(payload["image"]))
+        return await _answer(runs, run_id, service.from_image, decode_base64_image(payload["image"]),
+                             limiter=service.decode_slots)
     raise InputError('send {"pixels": [784 numbers in 0..1]}, {"image": "<data URL>"} or a '
                      "multipart upload with the field `file`")
 
 
-async def _answer(runs: RunManager, run_id: int | None, predict, value: Any, quick=None):
+async def _answer(runs: RunManager, run_id: int | None, predict, value: Any, quick=None,
+                  limiter: anyio.CapacityLimiter | None = None):
     chosen = _model_run(runs, run_id)
     if quick is not None and quick(chosen):
         answer = predict(chosen, value)
+    elif limiter is not None:  # pictures: a few decodes at a time (memory), the rest wait here
+        answer = await anyio.to_thread.run_sync(predict, chosen, value, limiter=limiter)
     else:
         answer = await run_in_threadpool(predict, chosen, value)
     return Response(answer, media_type="application/json")
