@@ -65,7 +65,8 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     static = pages.asset_dir("static")
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=static), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       timeout_s=settings.body_timeout_s)
     limits.install(app, settings)  # WebSocket client limits
     security.install(app, settings)  # outermost: Host, rate limit, Origin, token (refuses exposure)
     return app
