@@ -119,7 +119,7 @@ def parse_pixels(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
                              "(28x28, row-major)")
         if not set(map(type, row)) <= _NUMBER_TYPES:  # bool is not a number here
             bad = next(item for item in row if type(item) not in _NUMBER_TYPES)
-            raise InputError(f"{where} must hold only numbers in 0..1, found {bad!r}")
+            raise InputError(f"{where} must hold only numbers in 0..1, found {shown(bad)}")
     try:
         array = np.array(rows, dtype=np.float64)
     except OverflowError:

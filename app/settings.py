@@ -65,7 +65,8 @@ class Settings:
     max_parameters: int = 20_000_000
     max_epochs: int = 200
     max_batch_size: int = 8192
-    max_run_memory_mb: int = 2048  # estimated peak of one training process
+    max_steps_per_run: int = 100_000  # epochs x batches per epoch (200 epochs of batch 128 fit)
+    max_run_memory_mb: int = 2048  # estimated peak of one training process plus the server's share
     max_queued_runs: int = 16
     max_runs_kept: int = 500
     max_stream_clients_per_run: int = 100
