@@ -13,6 +13,8 @@ from starlette.datastructures import UploadFile
 from app import schemas
 from app.predictor import InputError, NoModel, PredictionService
 from app.runs import RunManager
+from app.schemas import SQLITE_INTEGER_MAX
+from engine.config import shown
 
 router = APIRouter()
 
@@ -93,18 +95,27 @@ def _parse_json(body: bytes) -> dict[str, Any]:
                          f"got {type(payload).__name__}")
     unknown = sorted(set(payload) - {"pixels", "image", "run_id"})
     if unknown:
-        raise InputError(f"unknown field(s) {', '.join(unknown)}; known: pixels, image, run_id")
+        raise InputError(f"unknown field(s) {', '.join(map(shown, unknown))}; known: pixels, image, "
+                         "run_id")
     return payload
 
 
 def _run_id(value: Any) -> int | None:
+    """A JSON `run_id`: a number, never `true` or `"3"`."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"run_id must be a run's id (a positive integer), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SQLITE_INTEGER_MAX:
+        raise InputError(f"run_id must be a run's id (a positive whole number), got {shown(value)}")
     return value
+
+
+def _form_run_id(text: str) -> int | None:
+    """A multipart `run_id` field: text, so digits are read as a number."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        raise InputError(f"run_id must be a run's id (a positive whole number), got {shown(text)}")
+    return _run_id(int(text))
 
 
 async def _read_upload(request: Request) -> tuple[bytes, int | None]:
@@ -122,6 +133,6 @@ async def _read_upload(request: Request) -> tuple[bytes, int | None]:
             raise InputError("a multipart upload needs the image in a file field named `file`")
         data = await upload.read()
         run_id = form.get("run_id")
-        return data, _run_id(run_id if isinstance(run_id, str) and run_id else None)
+        return data, _form_run_id(run_id if isinstance(run_id, str) else "")
     finally:
         await form.close()

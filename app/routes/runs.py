@@ -17,7 +17,7 @@ from app.inspection import Inspector
 from app.responses import CleanJSONResponse
 from app.runs import Conflict, RunManager
 from app.settings import Settings
-from engine.config import CHOICES, TrainConfig
+from engine.config import CHOICES
 from engine.presets import PRESETS
 
 router = APIRouter()
@@ -49,7 +49,7 @@ async def options(settings: Annotated[Settings, Depends(get_settings)]):
 async def create_run(body: schemas.RunConfig, runs: Runs,
                      settings: Annotated[Settings, Depends(get_settings)]):
     """Queue a training run; it starts as soon as a training slot is free."""
-    config = TrainConfig.from_dict(body.model_dump(exclude_unset=True))  # ConfigError → 422
+    config = limits.run_config(body.model_dump(exclude_unset=True), settings)  # 422s
     limits.admit_run(config, settings, [run["status"] for run in runs.list_runs()["runs"]])
     return CleanJSONResponse(await runs.create(config), status_code=201)
 
@@ -86,7 +86,8 @@ async def control_run(run_id: int, action: Literal["stop", "pause", "resume"], r
             tags=["runs"])
 async def metrics(run_id: int, runs: Runs,
                   format: Annotated[Literal["json", "csv"], Query()] = "json",
-                  after: Annotated[int, Query(ge=-1, description="only steps after this one")] = -1):
+                  after: Annotated[int, Query(ge=-1, le=schemas.SQLITE_INTEGER_MAX,
+                                              description="only steps after this one")] = -1):
     """Every per-iteration loss and every per-epoch metric, as JSON or CSV."""
     runs.row(run_id)
     runs.flush(run_id)
