@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from app.predictor import InputError, NoModel
+from app.predictor import CorruptModel, InputError, NoModel
 from app.responses import CleanJSONResponse
 from app.runs import Conflict, RunNotFound
 from engine.config import SHOWN_CHARACTERS, ConfigError, shown
@@ -92,6 +92,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RunNotFound, plain(404))
     app.add_exception_handler(Conflict, plain(409))
     app.add_exception_handler(NoModel, plain(409))
+    app.add_exception_handler(CorruptModel, plain(409))
     app.add_exception_handler(ConfigError, plain(422))
     app.add_exception_handler(InputError, plain(422))
 

@@ -45,12 +45,32 @@ class InputError(ValueError):
     """Input that cannot be predicted on (HTTP 422); the message says what to send instead."""
 
 
+class CorruptModel(Exception):
+    """A run's model file exists but cannot be read (HTTP 409): truncated, damaged, not a model."""
+
+    def __init__(self, run_id: int, reason: str, active: bool = False):
+        self.run_id, self.reason = run_id, reason
+        whose = f"the active model (run {run_id}), which /predict uses by default," if active else \
+            f"the model file of run {run_id}"
+        choose = ("choose another run's model with PUT /api/active-model (Use for predictions in "
+                  "the Runs list) or send a run_id, " if active else "")
+        super().__init__(
+            f"{whose} is damaged and cannot be read ({reason}). Nothing else is affected: "
+            f"{choose}delete run {run_id} (DELETE /api/runs/{run_id}) or train it again")
+
+    def as_active(self) -> CorruptModel:
+        return CorruptModel(self.run_id, self.reason, active=True)
+
+
 class ModelCache:
-    """Loaded models by run id, reloaded when the file's mtime or size changes (a new epoch)."""
+    """Loaded models by run id, reloaded when the file's mtime or size changes (a new epoch).
+    A file that cannot be read is remembered too (by its version), so a damaged file is read
+    once, not on every request, and answers CorruptModel until it changes."""
 
     def __init__(self, model_path):
         self._model_path = model_path
         self._models: dict[int, tuple[tuple[int, int], Sequential, dict[str, Any]]] = {}
+        self._broken: dict[int, tuple[tuple[int, int], str]] = {}
         self._lock = threading.Lock()
 
     def cached(self, run_id: int) -> Sequential | None:
@@ -65,6 +85,8 @@ class ModelCache:
         return entry[1] if entry[0] == (stat.st_mtime_ns, stat.st_size) else None
 
     def get(self, run_id: int) -> tuple[Sequential, dict[str, Any]] | None:
+        """The run's model and metadata; None if it has no file; CorruptModel if it has a file
+        that cannot be read."""
         path: Path = self._model_path(run_id)
         try:
             stat = path.stat()
@@ -79,15 +101,24 @@ class ModelCache:
             cached = self._models.get(run_id)
             if cached is not None and cached[0] == version:
                 return cached[1], cached[2]
+            broken = self._broken.get(run_id)
+            if broken is not None and broken[0] == version:
+                raise CorruptModel(run_id, broken[1])
             try:
                 model, metadata = load_model(path)
-            except (ModelError, FileNotFoundError):
-                return None
+            except ModelError as error:
+                if isinstance(error.__cause__, FileNotFoundError):  # deleted meanwhile
+                    return None
+                self._models.pop(run_id, None)
+                self._broken[run_id] = (version, str(error))
+                raise CorruptModel(run_id, str(error)) from None
+            self._broken.pop(run_id, None)
             self._models[run_id] = (version, model, metadata)
             return model, metadata
 
     def forget(self, run_id: int) -> None:
         self._models.pop(run_id, None)
+        self._broken.pop(run_id, None)
 
 
 def probabilities(model: Sequential, inputs: np.ndarray) -> np.ndarray:
