@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app import schemas
-from app.predictor import InputError, NoModel, PredictionService
+from app.predictor import CorruptModel, InputError, NoModel, PredictionService
 from app.runs import RunManager
 from app.schemas import SQLITE_INTEGER_MAX
 from engine.config import shown
@@ -59,12 +59,15 @@ async def predict(request: Request):
 async def _answer(runs: RunManager, run_id: int | None, predict, value: Any, quick=None,
                   limiter: anyio.CapacityLimiter | None = None):
     chosen = _model_run(runs, run_id)
-    if quick is not None and quick(chosen):
-        answer = predict(chosen, value)
-    elif limiter is not None:  # pictures: a few decodes at a time (memory), the rest wait here
-        answer = await anyio.to_thread.run_sync(predict, chosen, value, limiter=limiter)
-    else:
-        answer = await run_in_threadpool(predict, chosen, value)
+    try:
+        if quick is not None and quick(chosen):
+            answer = predict(chosen, value)
+        elif limiter is not None:  # pictures: a few decodes at a time (memory), the rest wait here
+            answer = await anyio.to_thread.run_sync(predict, chosen, value, limiter=limiter)
+        else:
+            answer = await run_in_threadpool(predict, chosen, value)
+    except CorruptModel as error:
+        raise (error.as_active() if run_id is None else error) from None
     return Response(answer, media_type="application/json")
 
 
