@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import engine
-from app import errors, limits, security
+from app import apidocs, errors, limits, security
 from app.dataset import load_data
 from app.executor import Executor, LocalProcessExecutor
 from app.inspection import Inspector
@@ -55,9 +55,12 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
                     "The contract in prose: docs/API.md.",
         lifespan=lifespan,
         default_response_class=CleanJSONResponse,
+        docs_url=None,  # app.apidocs serves /docs without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     errors.install(app)
+    apidocs.install(app)
     app.include_router(predict.router)  # first: the hot path is matched before anything else
     app.include_router(runs.router)
     app.include_router(stream.router)
