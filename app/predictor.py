@@ -161,6 +161,11 @@ def parse_pixels(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
     if low < 0.0 or high > 1.0:
         hint = " (it looks like 0..255: divide by 255)" if high > 1.0 and high <= 255 else ""
         raise InputError(f"pixel values must be in 0..1, got values from {low:g} to {high:g}{hint}")
+    blank = np.flatnonzero(array.max(axis=1) == 0.0)
+    if blank.size:  # the same 422 as a picture with nothing on it
+        where = f"pixels[{blank[0]}]" if batch else "pixels"
+        raise InputError(f"nothing is drawn: every value of {where} is 0; draw a digit (white ink, "
+                         "values up to 1, on black) and try again")
     return array.astype(np.float32), batch
 
 
@@ -275,7 +280,7 @@ def _finite(value: float) -> float:
 
 # The 784 input values are sent back rounded to 4 decimals. Formatting floats one by one is the
 # most expensive part of a prediction, so every possible value is formatted once, padded to a
-# fixed width with spaces (insignificant in JSON), and an answer is one gather of those bytes.
+# fixed width with spaces, and an answer is one gather of those bytes, the padding then removed.
 _INPUT_WIDTH = 7  # "0.1234," and "     0,"
 _INPUT_TEXT = np.array(
     [np.frombuffer(f"{format(i / 10000, '.4g'):>{_INPUT_WIDTH - 1}},".encode(), np.uint8)
@@ -285,7 +290,7 @@ _INPUT_TEXT = np.array(
 def prediction_json(probs: np.ndarray, run_id: int, inputs: np.ndarray) -> str:
     """The JSON answer for one image, `input` included (docs/API.md, Prediction)."""
     steps = np.rint(np.clip(inputs, 0.0, 1.0) * 10000).astype(np.intp)
-    values = _INPUT_TEXT[steps].tobytes()[:-1].decode("ascii")
+    values = _INPUT_TEXT[steps].tobytes()[:-1].replace(b" ", b"").decode("ascii")
     head = json.dumps(prediction(probs, run_id), allow_nan=False, separators=(",", ":"))
     return f'{head[:-1]},"input":[{values}]}}'
 
