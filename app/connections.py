@@ -49,6 +49,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_bytes = 0
         self._reading_head = True
+        self._heads_done = 0  # heads completed on this connection
         self._head_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.max_connections:
             self._refuse(503, f"the server has {self.max_connections} open connections, its limit "
@@ -61,11 +62,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        reading_head = self._reading_head
+        reading_head, heads_done = self._reading_head, self._heads_done
         super().data_received(data)
-        if reading_head and self._reading_head and not self.transport.is_closing():
-            # Only bytes of a chunk that ended inside a head count: a chunk may also carry a
-            # body after a short head, and the parser holds at most one chunk more than this.
+        if reading_head and self._heads_done == heads_done and not self.transport.is_closing():
+            # Only a chunk in which no head ended counts: a chunk may also carry a whole request
+            # after a short head, and the parser holds at most one chunk more than this.
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse(431, f"the request line and headers are larger than "
@@ -80,6 +81,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        self._heads_done += 1
         self._cancel_head_timer()
         super().on_headers_complete()
 

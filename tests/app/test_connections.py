@@ -70,6 +70,26 @@ def test_a_huge_header_is_refused_without_the_server_holding_it(server):
     assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
+def test_whole_requests_larger_than_the_head_limit_in_one_write_are_answered(server):
+    """A short head with a 100 KB body, written at once, again and again on one kept-alive
+    connection: only heads count against the head limit, whatever else a read carries."""
+    body = b'{"pixels": [' + b"0.0000," * 14_000 + b'0]}'
+    request = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with connect(server) as sock:
+        for _ in range(5):
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            head, _, rest = answer.partition(b"\r\n\r\n")
+            assert head.startswith((b"HTTP/1.1 409 ", b"HTTP/1.1 422 ")), head  # read, not 431
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(rest) < length:
+                rest += sock.recv(65536)
+
+
 def test_a_request_head_that_never_ends_is_answered_408_and_closed(server):
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
