@@ -98,15 +98,16 @@ def test_a_request_head_that_never_ends_is_answered_408_and_closed(server):
     assert b"MNIST_LAB_HEADER_TIMEOUT_S" in answer
 
 
-def test_a_trickling_head_is_cut_off_however_busy_it_keeps_the_connection(server):
-    """Slowloris: a byte every 0.1 s keeps the connection busy but the head never completes."""
+def trickled(server: LiveServer, first: bytes, every_tenth_of_a_second: bytes) -> bytes:
+    """Send `first`, then the same few bytes every 0.1 s until the server closes the
+    connection; what it answered."""
     stop = threading.Event()
 
     def trickle(sock: socket.socket) -> None:
         try:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            sock.sendall(first)
             while not stop.wait(0.1):
-                sock.sendall(b"X-a: b\r\n")
+                sock.sendall(every_tenth_of_a_second)
         except OSError:
             pass
 
@@ -116,6 +117,12 @@ def test_a_trickling_head_is_cut_off_however_busy_it_keeps_the_connection(server
         answer = read_until_closed(sock)
         stop.set()
         sender.join(10)
+    return answer
+
+
+def test_a_trickling_head_is_cut_off_however_busy_it_keeps_the_connection(server):
+    """Slowloris: a header line every 0.1 s keeps the connection busy; the head never ends."""
+    answer = trickled(server, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-a: b\r\n")
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
 
 
@@ -142,23 +149,8 @@ def test_a_body_that_never_arrives_is_answered_408_and_closed(server):
 
 
 def test_a_trickling_chunked_body_is_cut_off(server):
-    stop = threading.Event()
-
-    def trickle(sock: socket.socket) -> None:
-        try:
-            while not stop.wait(0.1):
-                sock.sendall(b"1\r\n \r\n")
-        except OSError:
-            pass
-
-    with connect(server) as sock:
-        sock.sendall(b"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")
-        sender = threading.Thread(target=trickle, args=(sock,), daemon=True)
-        sender.start()
-        answer = read_until_closed(sock)
-        stop.set()
-        sender.join(10)
+    answer = trickled(server, b"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                      b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\n \r\n")
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
 
 
