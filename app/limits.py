@@ -120,8 +120,8 @@ def _size_problems(layers: list, epochs: Any, batch_size: Any, settings: Setting
 
 def _too_large(problems: list[str]) -> LimitExceeded:
     return LimitExceeded(422, "this run is larger than the server allows: " + "; ".join(problems)
-                         + ". Use fewer or smaller layers, or ask the server's operator to raise "
-                         "the limit")
+                         + ". Make the run smaller, or ask the server's operator to raise the "
+                         "limit")
 
 
 def run_config(values: dict[str, Any], settings: Settings) -> TrainConfig:
@@ -151,7 +151,7 @@ def check_run_config(config: TrainConfig, settings: Settings) -> None:
         per_epoch = steps // config.epochs
         problems.append(f"{steps:,} steps ({config.epochs} epochs of {per_epoch:,} batches of "
                         f"{config.batch_size}), at most {settings.max_steps_per_run:,} are allowed "
-                        "(MNIST_LAB_MAX_STEPS_PER_RUN): use a larger batch size or fewer epochs")
+                        "(MNIST_LAB_MAX_STEPS_PER_RUN), so use a larger batch size or fewer epochs")
     if problems:
         raise _too_large(problems)
     worker_mb = estimated_memory_bytes(config) / 2**20

@@ -274,7 +274,7 @@ def test_a_model_file_with_a_pickle_inside_is_refused_not_executed(tmp_path, mni
         while client.get(f"/api/runs/{run_id}").json()["status"] != "completed":
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        pixels = {"pixels": [0.0] * 784, "run_id": run_id}
+        pixels = {"pixels": [0.0] * 300 + [1.0] * 184 + [0.0] * 300, "run_id": run_id}
         assert client.post("/predict", json=pixels).status_code == 200
         model_path = tmp_path / "data" / "models" / f"run-{run_id}.npz"
         payload = np.empty(1, dtype=object)
