@@ -6,13 +6,40 @@ an answer cannot drift from what OpenAPI (/docs) documents. docs/API.md is the p
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
 from app.runs.state import RunStatus
-from engine.config import AUGMENT_BOUNDS
+from engine.config import AUGMENT_BOUNDS, shown
 from engine.events import EpochEvent
+
+SQLITE_INTEGER_MAX = 2**63 - 1  # run ids and steps are SQLite integers
+
+
+def _a_number(value: Any) -> Any:
+    """JSON numbers only: `true` or `"64"` is refused, not read as 1 or 64 (the engine would
+    refuse them too; this says so before anything is coerced)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "true/false" if isinstance(value, bool) else type(value).__name__
+        raise PydanticCustomError("number_type", "must be a JSON number, not {kind} ({value})",
+                                  {"kind": "a string" if kind == "str" else kind, "value": shown(value)})
+    return value
+
+
+# Whole numbers (3.0 counts, as in JSON Schema; 3.5 does not) and numbers, never a bool or a string.
+Integer = Annotated[int, BeforeValidator(_a_number)]
+Number = Annotated[float, BeforeValidator(_a_number)]
+Name = Annotated[str, StringConstraints(strict=True, max_length=64)]  # a preset or choice name
 
 
 class Answer(BaseModel):
@@ -31,15 +58,15 @@ def _range(name: str) -> str:
 class Augmentation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shift: float | None = Field(None, description=f"max translation in pixels {_range('shift')}")
-    rotation: float | None = Field(None, description=f"max rotation in degrees {_range('rotation')}")
-    scale: float | None = Field(None, description=f"max relative zoom {_range('scale')}")
-    shear: float | None = Field(None, description=f"max shear in degrees {_range('shear')}")
-    elastic_alpha: float | None = Field(
+    shift: Number | None = Field(None, description=f"max translation in pixels {_range('shift')}")
+    rotation: Number | None = Field(None, description=f"max rotation in degrees {_range('rotation')}")
+    scale: Number | None = Field(None, description=f"max relative zoom {_range('scale')}")
+    shear: Number | None = Field(None, description=f"max shear in degrees {_range('shear')}")
+    elastic_alpha: Number | None = Field(
         None, description=f"elastic distortion strength {_range('elastic_alpha')}")
-    elastic_sigma: float | None = Field(
+    elastic_sigma: Number | None = Field(
         None, description=f"elastic distortion smoothness {_range('elastic_sigma')}")
-    thickness: float | None = Field(
+    thickness: Number | None = Field(
         None, description=f"probability of thinning/thickening strokes {_range('thickness')}")
 
 
@@ -53,22 +80,22 @@ class RunConfig(BaseModel):
          "learning_rate": 0.001, "batch_size": 64, "epochs": 5, "dropout": 0.2, "seed": 1},
     ]})
 
-    preset: str | None = Field(None, description="starting point; GET /api/options lists them")
-    hidden_layers: list[int] | None = Field(None, description="hidden layer sizes, e.g. [256, 128]")
-    activation: str | None = None
-    init: str | None = None
-    batch_norm: bool | None = None
-    dropout: float | None = None
-    optimizer: str | None = None
-    learning_rate: float | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    lr_schedule: str | None = None
-    lr_decay: float | None = None
-    warmup_epochs: float | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    seed: int | None = None
+    preset: Name | None = Field(None, description="starting point; GET /api/options lists them")
+    hidden_layers: list[Integer] | None = Field(None, description="hidden layer sizes, e.g. [256, 128]")
+    activation: Name | None = None
+    init: Name | None = None
+    batch_norm: StrictBool | None = None
+    dropout: Number | None = None
+    optimizer: Name | None = None
+    learning_rate: Number | None = None
+    momentum: Number | None = None
+    weight_decay: Number | None = None
+    lr_schedule: Name | None = None
+    lr_decay: Number | None = None
+    warmup_epochs: Number | None = None
+    batch_size: Integer | None = None
+    epochs: Integer | None = None
+    seed: Integer | None = None
     augmentation: Augmentation | None = None
 
 
@@ -171,7 +198,8 @@ class ActiveModel(Answer):
 class ActiveModelChoice(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"run_id": 3}]})
 
-    run_id: int | None = Field(description="the run whose model /predict uses; null: the best one")
+    run_id: Annotated[int, Field(strict=True, ge=1, le=SQLITE_INTEGER_MAX)] | None = Field(
+        description="the run whose model /predict uses; null: the best one")
 
 
 class Prediction(BaseModel):

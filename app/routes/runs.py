@@ -74,7 +74,8 @@ async def control_run(run_id: int, action: Action, runs: Runs):
             tags=["runs"])
 async def metrics(run_id: int, runs: Runs,
                   format: Annotated[Literal["json", "csv"], Query()] = "json",
-                  after: Annotated[int, Query(ge=-1, description="only steps after this one")] = -1):
+                  after: Annotated[int, Query(ge=-1, le=schemas.SQLITE_INTEGER_MAX,
+                                              description="only steps after this one")] = -1):
     """Every per-iteration loss and every per-epoch metric, as JSON or CSV."""
     if format == "csv":
         return Response(await runs.metrics_csv(run_id, after), media_type="text/csv", headers={

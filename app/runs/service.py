@@ -44,7 +44,6 @@ from app.runs.state import (
 from app.runs.table import LiveRun, RunTable
 from app.settings import Settings
 from app.store import RUN_COLUMNS, Store
-from engine.config import TrainConfig
 from engine.events import EpochEvent
 
 logger = logging.getLogger("app.runs")
@@ -195,7 +194,7 @@ class RunService:
     # --- commands -------------------------------------------------------------------------------
     async def create(self, body: schemas.RunConfig) -> schemas.Run:
         """Validate (ConfigError: 422), admit (limits: 422, 429, 409), queue and schedule."""
-        config = TrainConfig.from_dict(body.model_dump(exclude_unset=True))
+        config = limits.run_config(body.model_dump(exclude_unset=True), self.settings)
         limits.admit_run(config, self.settings, [run.status for run in self.table.rows.values()])
         run = RunState.from_record(self.store.create_run(config.to_dict(), Moment.now().iso))
         self.table.put(run)

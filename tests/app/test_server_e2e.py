@@ -172,7 +172,7 @@ def test_the_run_list_stream_says_when_the_list_changed(live):
             return now, runs
 
         assert announced() == listed()[0]  # on connect: the revision now
-        first = start_run(client, epochs=200, batch_size=2, seed=5)["id"]  # 1,000 steps an epoch
+        first = start_run(client, epochs=100, batch_size=2, seed=5)["id"]  # 1,000 steps an epoch
         wait_for(lambda: client.get(f"/api/runs/{first}").json()["has_model"], 60,
                  what="the first epoch")
         revision, runs = listed()
@@ -307,7 +307,7 @@ def test_restart_keeps_history_and_marks_unfinished_runs_interrupted(tmp_path, m
         steps = [p["step"] for p in client.get(f"/api/runs/{running['id']}/metrics").json()["iterations"]]
         assert steps == list(range(len(steps))) and len(steps) >= 2 * TRAIN_SUBSET // 25
         assert client.get(f"/api/runs/{running['id']}/model").status_code == 200
-        answer = client.post("/predict", json={"pixels": [0.0] * 784}).json()
+        answer = client.post("/predict", json={"pixels": [0.0] * 300 + [1.0] * 184 + [0.0] * 300}).json()
         assert answer["run_id"] == running["id"]
         snapshot = watch(second, running["id"], until_terminal=False)[0]
         assert snapshot["run"]["status"] == "interrupted" and len(snapshot["iterations"]) == len(steps)
