@@ -15,8 +15,9 @@ Listeners are given to the constructor; one that needs the trainer itself (its m
 `bind(trainer)` method, called once before any event. The loop measures nothing about its own
 speed: `engine.throughput.Throughput` is a listener that times the steps.
 
-Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss ends
-the run as failed ("diverged"), before any NaN reaches an event or the weights' last checkpoint.
+Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss (or one
+above DIVERGED_LOSS) ends the run as failed ("diverged"), before any NaN reaches an event or the
+weights' last checkpoint; the EndEvent says at which step (`Divergence`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import (
     Binding,
+    Divergence,
     EndEvent,
     EpochEvent,
     Event,
@@ -81,6 +83,7 @@ class Trainer:
         self.step = 0
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
+        self.diverged: Divergence | None = None  # where the loss blew up, if it did
         for listener in self.listeners:
             if isinstance(listener, Binding):
                 listener.bind(self)
@@ -127,6 +130,7 @@ class Trainer:
             steps_completed=self.step,
             test_accuracy=test_accuracy,
             duration_s=time.perf_counter() - started,
+            diverged=self.diverged,
         )
         self.emit(end)
         return end
@@ -153,6 +157,7 @@ class Trainer:
             logits = self.model.forward(x, training=True)
             loss = self.loss.forward(logits, y)
             if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+                self.diverged = Divergence(self.step, loss if math.isfinite(loss) else None)
                 hint = config.learning_rate / 10
                 return "failed", (
                     f"diverged: the loss became {loss:g} at step {self.step} (epoch {epoch}) with "
@@ -169,6 +174,7 @@ class Trainer:
 
         validation = evaluate(self.model, data.test_images, data.test_labels)
         if not math.isfinite(validation.loss):
+            self.diverged = Divergence(self.step, None)  # the weights the next step would use
             return "failed", "diverged: the validation loss is not finite; lower the learning rate"
         self.epochs_completed = epoch
         self.emit(EpochEvent(

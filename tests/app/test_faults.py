@@ -224,6 +224,22 @@ def test_diverging_run_fails_with_reason_and_no_nan_anywhere(tmp_path, mnist_dir
         with connect(f"{server.ws_url}/ws/runs/{run_id}", proxy=None) as ws:
             snapshot = strict_json(ws.recv(timeout=10))
         assert snapshot["run"]["status"] == "failed"
+        # The diverging step is recorded, with its loss (null: not a finite number); the steps
+        # stored are every one before it, none after.
+        diverged = run["diverged"]
+        assert diverged is not None and set(diverged) == {"step", "loss"}
+        assert diverged["loss"] is None or diverged["loss"] > 100
+        assert f"at step {diverged['step']} " in run["reason"]
+        steps = [point["step"] for point in client.get(f"/api/runs/{run_id}/metrics").json()
+                 ["iterations"]]
+        assert steps == list(range(diverged["step"]))
+        assert len(csv.splitlines()) == 1 + len(steps)
+        assert snapshot["run"]["diverged"] == diverged
+        assert [point["step"] for point in snapshot["iterations"]] == steps
+        assert client.get("/api/runs").json()["runs"][0]["diverged"] == diverged
+        server.stop()  # and it is kept: a restarted server knows it
+        server.start()
+        assert client.get(f"/api/runs/{run_id}").json()["diverged"] == diverged
 
 
 # --- the data dir becomes read-only or full -------------------------------------------------------------

@@ -34,6 +34,7 @@ WRITES = [
     ("POST", "/api/runs/1/pause", None),
     ("POST", "/api/runs/1/resume", None),
     ("PUT", "/api/active-model", {"run_id": 1}),
+    ("PATCH", "/api/runs/1", {"name": "renamed"}),
 ]
 
 
