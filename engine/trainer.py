@@ -27,9 +27,10 @@ from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import EndEvent, EpochEvent, Event, IterationEvent, Listener, PauseEvent
 from engine.losses import SoftmaxCrossEntropy
-from engine.metrics import evaluate, normalise
+from engine.metrics import evaluate
 from engine.model import Sequential, build_model
 from engine.optimizers import make_optimizer
+from engine.pipeline import BatchPipeline
 from engine.schedules import learning_rate
 
 # An untrained network scores ln 10 ≈ 2.3. A mean cross-entropy above 100 means the right digit gets
@@ -64,7 +65,6 @@ class Trainer:
         self.optimizer = make_optimizer(
             config.optimizer, self.model.parameters(), config.momentum, config.weight_decay
         )
-        self.augment = config.augmentation.enabled  # asked once: it is not free per step
         self.step = 0
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
@@ -77,23 +77,24 @@ class Trainer:
         for listener in self.listeners:
             listener(event)
 
-    def _batch(self, images: np.ndarray) -> np.ndarray:
-        if self.augment:
-            from engine.augment import augment_batch
-
-            return augment_batch(images, self.config.augmentation, self._augment_rng)
-        return normalise(images, self.model.dtype)
+    def _prepare_batches(self) -> BatchPipeline:
+        """Every epoch's shuffled (and distorted) batches, prepared ahead on a second thread."""
+        config = self.config
+        return BatchPipeline(self.data.train_images, self.data.train_labels, config.batch_size,
+                             config.epochs, config.augmentation, self._shuffle_rng,
+                             self._augment_rng, self.model.dtype)
 
     def run(self) -> EndEvent:
         """Train until done, stopped or diverged; the final EndEvent is also returned."""
         started = time.perf_counter()
         status, reason = "completed", None
         try:
-            for epoch in range(1, self.config.epochs + 1):
-                outcome = self._train_epoch(epoch)
-                if outcome is not None:
-                    status, reason = outcome
-                    break
+            with self._prepare_batches() as batches:
+                for epoch in range(1, self.config.epochs + 1):
+                    outcome = self._train_epoch(epoch, batches)
+                    if outcome is not None:
+                        status, reason = outcome
+                        break
         except Exception as error:  # reported to listeners through the EndEvent
             status, reason = "failed", f"{type(error).__name__}: {error}"
         test_accuracy = None
@@ -112,24 +113,19 @@ class Trainer:
         self.emit(end)
         return end
 
-    def _train_epoch(self, epoch: int) -> tuple[str, str | None] | None:
+    def _train_epoch(self, epoch: int, batches: BatchPipeline) -> tuple[str, str | None] | None:
         """One pass over the shuffled training set; returns (status, reason) if the run must end."""
         config, data = self.config, self.data
-        images, labels = data.train_images, data.train_labels
-        n = len(labels)
-        order = self._shuffle_rng.permutation(n)
+        n = len(data.train_labels)
         started = time.perf_counter()
         loss_sum, correct = 0.0, 0
         samples_per_second = 0.0
         last = started
-        for index, start in enumerate(range(0, n, config.batch_size)):
+        for index, (x, y) in enumerate(batches.epoch(epoch)):
             if self.control.checkpoint(lambda paused: self.emit(
                     PauseEvent(epoch=epoch, step=self.step, paused=paused))):
                 return "stopped", "stopped on request"
             self.last_iteration_epoch = epoch
-            batch = order[start : start + config.batch_size]
-            x = self._batch(np.take(images, batch, axis=0))
-            y = labels[batch].astype(np.intp)
             lr = learning_rate(config, epoch - 1 + index / self.steps_per_epoch,
                                1 / self.steps_per_epoch)
 
@@ -144,10 +140,10 @@ class Trainer:
             self.model.backward(self.loss.backward())
             self.optimizer.step(lr)
 
-            loss_sum += loss * len(batch)
+            loss_sum += loss * len(y)
             correct += int(np.count_nonzero(self.loss.probabilities.argmax(axis=1) == y))
             now = time.perf_counter()
-            rate = len(batch) / max(now - last, 1e-9)
+            rate = len(y) / max(now - last, 1e-9)
             samples_per_second = rate if index == 0 else 0.9 * samples_per_second + 0.1 * rate
             last = now
             self.emit(IterationEvent(epoch=epoch, step=self.step, loss=loss, learning_rate=lr,

@@ -1,0 +1,248 @@
+"""engine.pipeline: batches prepared ahead are the batches a plain loop would make, and the thread
+that prepares them ends with the run, however the run ends."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engine.augment import Augmenter
+from engine.config import AugmentConfig, TrainConfig
+from engine.control import TrainingControl
+from engine.events import EpochEvent, IterationEvent, event_to_dict
+from engine.metrics import normalise
+from engine.pipeline import DEPTH, BatchPipeline
+from engine.trainer import Trainer
+from tests.engine.synthetic import synthetic_digits
+
+DEFAULT_AUGMENTATION = AugmentConfig(shift=2, rotation=10, scale=0.1, thickness=0.3)
+ELASTIC = AugmentConfig(shift=1, rotation=8, scale=0.08, elastic_alpha=34, elastic_sigma=4)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_digits(n_train=1000, n_test=200)
+
+
+def pipeline(data, augmentation=DEFAULT_AUGMENTATION, depth=DEPTH, epochs=2, seed=0,
+             batch_size=128, cls=BatchPipeline) -> BatchPipeline:
+    shuffle, augment = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    return cls(data.train_images, data.train_labels, batch_size, epochs, augmentation,
+               shuffle, augment, depth=depth)
+
+
+def every_batch(batches: BatchPipeline, pause=lambda: None) -> list[tuple[np.ndarray, np.ndarray]]:
+    taken = []
+    with batches:
+        for epoch in range(1, batches.epochs + 1):
+            for x, y in batches.epoch(epoch):
+                taken.append((x.copy(), y.copy()))
+                pause()
+    return taken
+
+
+def assert_same_batches(first, second):
+    assert len(first) == len(second)
+    for (x1, y1), (x2, y2) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(x1, x2)
+
+
+def pipeline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mnist-lab-batches"]
+
+
+def wait_until(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+# --- the batches -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("augmentation", [DEFAULT_AUGMENTATION, ELASTIC, AugmentConfig()])
+def test_the_documented_order_of_random_numbers(data, augmentation):
+    """Per epoch the permutation (shuffle stream), then each batch's distortions in order (augment
+    stream): the batches a plain loop over the two generators makes."""
+    shuffle, augment = (np.random.default_rng(s) for s in np.random.SeedSequence(0).spawn(2))
+    augmenter = Augmenter(augmentation)
+    expected = []
+    for _ in range(2):
+        order = shuffle.permutation(1000)
+        for start in range(0, 1000, 128):
+            batch = order[start : start + 128]
+            images = data.train_images[batch]
+            x = augmenter(images, augment) if augmentation.enabled else normalise(images)
+            expected.append((x, data.train_labels[batch].astype(np.intp)))
+    taken = every_batch(pipeline(data, augmentation))
+    assert_same_batches(taken, expected)
+    assert [len(y) for _, y in taken] == [128] * 7 + [104] + [128] * 7 + [104]
+    assert taken[0][1].dtype == np.intp
+
+
+def test_prefetching_changes_when_numbers_are_drawn_never_which(data):
+    inline = every_batch(pipeline(data, ELASTIC, depth=0))
+    assert_same_batches(every_batch(pipeline(data, ELASTIC, depth=1)), inline)
+    assert_same_batches(every_batch(pipeline(data, ELASTIC, depth=5)), inline)
+
+
+def test_the_same_batches_however_the_two_threads_are_scheduled(data):
+    """A slow trainer (the queue always full) and a slow preparing thread (the queue always empty)
+    see the same batches, bit for bit."""
+    rng = np.random.default_rng(99)  # only the timing is random here
+
+    class SlowToPrepare(BatchPipeline):
+        def prepare(self, batch):
+            time.sleep(rng.uniform(0, 0.004))
+            return super().prepare(batch)
+
+    slow_trainer = every_batch(pipeline(data), pause=lambda: time.sleep(rng.uniform(0, 0.004)))
+    slow_thread = every_batch(pipeline(data, cls=SlowToPrepare))
+    assert_same_batches(slow_trainer, slow_thread)
+    assert_same_batches(slow_trainer, every_batch(pipeline(data, depth=0)))
+    different_seed = every_batch(pipeline(data, seed=1, epochs=1))
+    assert not np.array_equal(different_seed[0][0], slow_trainer[0][0])
+
+
+def test_asking_for_another_epoch_than_the_next_one_is_an_error(data):
+    with pipeline(data) as batches, pytest.raises(RuntimeError, match="expected batch 0 of epoch 2"):
+        next(batches.epoch(2))
+
+
+# --- the thread's lifecycle ------------------------------------------------------------------------
+def test_closing_stops_the_thread_and_wastes_at_most_the_prefetched_batches(data):
+    batches = pipeline(data, epochs=50)
+    with batches:
+        taken = 0
+        for _ in batches.epoch(1):
+            taken += 1
+            if taken == 3:
+                break
+        wait_until(lambda: batches.prepared >= taken + DEPTH)  # the queue is full again
+    assert not batches._thread.is_alive() and not pipeline_threads()
+    assert taken + DEPTH <= batches.prepared <= taken + DEPTH + 1  # + the one under way
+
+
+def test_a_trainer_that_waits_leaves_the_thread_waiting_on_a_full_queue(data):
+    batches = pipeline(data, epochs=50)
+    with batches:
+        wait_until(lambda: batches.prepared == DEPTH + 1)  # DEPTH queued, one waiting for room
+        time.sleep(0.2)
+        assert batches.prepared == DEPTH + 1, "nothing is prepared while nobody takes"
+        assert sum(1 for _ in zip(range(5), batches.epoch(1), strict=False)) == 5
+        wait_until(lambda: batches.prepared == 5 + DEPTH + 1)
+    assert not pipeline_threads()
+
+
+def test_an_error_while_preparing_reaches_the_trainer_and_ends_the_thread(data):
+    class Broken(BatchPipeline):
+        def prepare(self, batch):
+            if self.prepared == 2:
+                raise ValueError("no such pixel")
+            return super().prepare(batch)
+
+    with pipeline(data, cls=Broken) as batches, pytest.raises(ValueError, match="no such pixel"):
+        for _ in batches.epoch(1):
+            pass
+    assert not pipeline_threads()
+
+
+def test_a_pipeline_without_a_thread_starts_none(data):
+    with pipeline(data, depth=0) as batches:
+        next(batches.epoch(1))
+        assert not pipeline_threads()
+
+
+# --- in the trainer --------------------------------------------------------------------------------
+def config(**fields) -> TrainConfig:
+    base = {"hidden_layers": [32], "epochs": 2, "batch_size": 128, "optimizer": "momentum",
+            "learning_rate": 0.05, "lr_schedule": "constant",
+            "augmentation": {"shift": 1, "rotation": 5, "thickness": 0.3}}
+    return TrainConfig.from_dict({**base, **fields})
+
+
+def without_timing(events):
+    return [{k: v for k, v in event_to_dict(e).items() if k not in ("samples_per_second", "duration_s")}
+            for e in events]
+
+
+class InlineTrainer(Trainer):
+    """Prepares every batch in its own thread when it needs it, as the trainer did before."""
+
+    def _prepare_batches(self):
+        batches = super()._prepare_batches()
+        batches.depth = 0
+        return batches
+
+
+def test_a_run_is_the_same_with_or_without_the_thread_and_whatever_the_timing(data):
+    slow = np.random.default_rng(1)
+    runs = []
+    for trainer_class, listener in [(Trainer, lambda e: None),
+                                    (Trainer, lambda e: time.sleep(slow.uniform(0, 0.003))),
+                                    (InlineTrainer, lambda e: None)]:
+        events = []
+        trainer = trainer_class(config(), data, [events.append, listener])
+        end = trainer.run()
+        assert end.status == "completed"
+        runs.append((without_timing(events), [p.value.copy() for p in trainer.model.parameters()]))
+    for events, parameters in runs[1:]:
+        assert events == runs[0][0]
+        for a, b in zip(parameters, runs[0][1], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not pipeline_threads()
+
+
+@pytest.mark.parametrize("ending", ["completed", "stopped", "stopped while paused", "diverged",
+                                    "listener failed"])
+def test_the_thread_ends_with_the_run_however_the_run_ends(data, ending):
+    control = TrainingControl()
+    fields = {"learning_rate": 1000, "optimizer": "sgd"} if ending == "diverged" else {}
+
+    def listener(event):
+        if isinstance(event, IterationEvent) and event.step == 3:
+            if ending == "stopped":
+                control.stop()
+            elif ending == "stopped while paused":
+                control.pause()
+                threading.Timer(0.1, control.stop).start()
+            elif ending == "listener failed":
+                raise RuntimeError("the listener broke")
+
+    end = Trainer(config(epochs=20 if ending != "completed" else 1, **fields), data, [listener],
+                  control).run()
+    expected = {"completed": "completed", "diverged": "failed", "listener failed": "failed"}
+    assert end.status == expected.get(ending, "stopped"), end.reason
+    assert not pipeline_threads()
+
+
+def test_a_stop_wastes_at_most_the_prefetched_batches(data):
+    control = TrainingControl()
+    made = []
+
+    class Counting(Trainer):
+        def _prepare_batches(self):
+            made.append(super()._prepare_batches())
+            return made[-1]
+
+    def listener(event):
+        if isinstance(event, IterationEvent) and event.step == 10:
+            control.stop()
+
+    end = Counting(config(epochs=20), data, [listener], control).run()
+    assert end.steps_completed == 11
+    # 11 trained, 1 taken and dropped at the stop, DEPTH queued, maybe 1 more under way
+    assert 11 <= made[0].prepared <= 11 + 1 + DEPTH + 1
+
+
+def test_epoch_metrics_count_every_sample_of_every_prepared_batch(data):
+    events = []
+    Trainer(config(epochs=1, augmentation={}), data, [events.append]).run()
+    epoch = next(e for e in events if isinstance(e, EpochEvent))
+    iterations = [e for e in events if isinstance(e, IterationEvent)]
+    assert len(iterations) == math.ceil(1000 / 128)
+    assert epoch.train_accuracy * 1000 == pytest.approx(round(epoch.train_accuracy * 1000))
