@@ -11,6 +11,9 @@
         evaluate on every test sample                           → EpochEvent
     → EndEvent (completed, stopped, or failed with a reason)
 
+The batches are shuffled, gathered and distorted ahead, on a second thread (engine/pipeline.py),
+and the evaluation's batches are shared with it too: the second core works while this one trains.
+
 Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss ends
 the run as failed ("diverged"), before any NaN reaches an event or the weights' last checkpoint.
 """
@@ -37,6 +40,10 @@ from engine.schedules import learning_rate
 # probability below e^-100 on average: the weights have blown up. With the fused, stable loss this
 # stays finite (dead ReLUs keep it so), hence a bound and not only a NaN check.
 DIVERGED_LOSS = 100.0
+# Evaluation runs on the trainer's thread and a second one (the batch pipeline's core is idle
+# then, its queue full), each on batches of 1000: the memory of one batch of 2000.
+EVALUATION_THREADS = 2
+EVALUATION_BATCH = 1000
 
 
 class Trainer:
@@ -68,6 +75,7 @@ class Trainer:
         self.step = 0
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
+        self._validated: tuple[int, float] | None = None  # (step, accuracy) of the last validation
 
     @property
     def steps_per_epoch(self) -> int:
@@ -84,6 +92,10 @@ class Trainer:
                              config.epochs, config.augmentation, self._shuffle_rng,
                              self._augment_rng, self.model.dtype)
 
+    def _evaluate(self):
+        return evaluate(self.model, self.data.test_images, self.data.test_labels,
+                        batch_size=EVALUATION_BATCH, threads=EVALUATION_THREADS)
+
     def run(self) -> EndEvent:
         """Train until done, stopped or diverged; the final EndEvent is also returned."""
         started = time.perf_counter()
@@ -99,8 +111,10 @@ class Trainer:
             status, reason = "failed", f"{type(error).__name__}: {error}"
         test_accuracy = None
         if status != "failed" and self.step > 0:
-            test_accuracy = evaluate(self.model, self.data.test_images,
-                                     self.data.test_labels).accuracy
+            if self._validated is not None and self._validated[0] == self.step:
+                test_accuracy = self._validated[1]  # no step since: the same weights, the same data
+            else:
+                test_accuracy = self._evaluate().accuracy
         end = EndEvent(
             epoch=self.last_iteration_epoch,
             status=status,
@@ -150,7 +164,8 @@ class Trainer:
                                      samples_per_second=samples_per_second))
             self.step += 1
 
-        validation = evaluate(self.model, data.test_images, data.test_labels)
+        validation = self._evaluate()
+        self._validated = (self.step, validation.accuracy)
         if not math.isfinite(validation.loss):
             return "failed", "diverged: the validation loss is not finite; lower the learning rate"
         self.epochs_completed = epoch

@@ -246,3 +246,34 @@ def test_epoch_metrics_count_every_sample_of_every_prepared_batch(data):
     iterations = [e for e in events if isinstance(e, IterationEvent)]
     assert len(iterations) == math.ceil(1000 / 128)
     assert epoch.train_accuracy * 1000 == pytest.approx(round(epoch.train_accuracy * 1000))
+
+
+@pytest.mark.parametrize(("stop_at", "evaluations"), [(None, 3), (3, 2 + 1)])
+def test_the_final_test_accuracy_reuses_the_last_validation_when_no_step_followed_it(
+        data, monkeypatch, stop_at, evaluations):
+    import engine.trainer
+
+    calls = []
+    real = engine.trainer.evaluate
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.trainer, "evaluate", counting)
+    control = TrainingControl()
+
+    def listener(event):
+        if isinstance(event, IterationEvent) and event.step == 2 * 8 + stop_at:
+            control.stop()  # in the third epoch: 2 validations, then the final evaluation
+
+    events = []
+    end = Trainer(config(epochs=3), data, [events.append] + ([listener] if stop_at else []),
+                  control).run()
+    assert len(calls) == evaluations
+    assert all(call["threads"] == 2 for call in calls)
+    last_validation = [e for e in events if isinstance(e, EpochEvent)][-1]
+    if stop_at is None:
+        assert end.status == "completed" and end.test_accuracy == last_validation.val_accuracy
+    else:
+        assert end.status == "stopped" and 0 <= end.test_accuracy <= 1
