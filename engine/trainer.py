@@ -11,8 +11,8 @@
         evaluate on every test sample                           → EpochEvent
     → EndEvent (completed, stopped, or failed with a reason)
 
-The batches are shuffled, gathered and distorted ahead, on a second thread (engine/pipeline.py),
-and the evaluation's batches are shared with it too: the second core works while this one trains.
+The batches are shuffled, gathered and distorted ahead in a second process (engine/pipeline.py),
+and the evaluation runs on two threads: the second core works while this one trains.
 
 Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss ends
 the run as failed ("diverged"), before any NaN reaches an event or the weights' last checkpoint.
@@ -40,8 +40,8 @@ from engine.schedules import learning_rate
 # probability below e^-100 on average: the weights have blown up. With the fused, stable loss this
 # stays finite (dead ReLUs keep it so), hence a bound and not only a NaN check.
 DIVERGED_LOSS = 100.0
-# Evaluation runs on the trainer's thread and a second one (the batch pipeline's core is idle
-# then, its queue full), each on batches of 1000: the memory of one batch of 2000.
+# Evaluation runs on the trainer's thread and a second one (the core that prepares batches is idle
+# then, every slot it may fill full), each on batches of 1000: the memory of one batch of 2000.
 EVALUATION_THREADS = 2
 EVALUATION_BATCH = 1000
 
@@ -86,7 +86,7 @@ class Trainer:
             listener(event)
 
     def _prepare_batches(self) -> BatchPipeline:
-        """Every epoch's shuffled (and distorted) batches, prepared ahead on a second thread."""
+        """Every epoch's shuffled (and distorted) batches, prepared ahead in a second process."""
         config = self.config
         return BatchPipeline(self.data.train_images, self.data.train_labels, config.batch_size,
                              config.epochs, config.augmentation, self._shuffle_rng,

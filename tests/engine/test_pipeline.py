@@ -1,9 +1,12 @@
-"""engine.pipeline: batches prepared ahead are the batches a plain loop would make, and the thread
+"""engine.pipeline: batches prepared ahead are the batches a plain loop would make, and the process
 that prepares them ends with the run, however the run ends."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,7 +18,7 @@ from engine.config import AugmentConfig, TrainConfig
 from engine.control import TrainingControl
 from engine.events import EpochEvent, IterationEvent, event_to_dict
 from engine.metrics import normalise
-from engine.pipeline import DEPTH, BatchPipeline
+from engine.pipeline import AHEAD, SLOTS, BatchPipeline
 from engine.trainer import Trainer
 from tests.engine.synthetic import synthetic_digits
 
@@ -28,11 +31,11 @@ def data():
     return synthetic_digits(n_train=1000, n_test=200)
 
 
-def pipeline(data, augmentation=DEFAULT_AUGMENTATION, depth=DEPTH, epochs=2, seed=0,
+def pipeline(data, augmentation=DEFAULT_AUGMENTATION, ahead=True, epochs=2, seed=0,
              batch_size=128, cls=BatchPipeline) -> BatchPipeline:
     shuffle, augment = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     return cls(data.train_images, data.train_labels, batch_size, epochs, augmentation,
-               shuffle, augment, depth=depth)
+               shuffle, augment, ahead=ahead)
 
 
 def every_batch(batches: BatchPipeline, pause=lambda: None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,8 +55,19 @@ def assert_same_batches(first, second):
         np.testing.assert_array_equal(x1, x2)
 
 
-def pipeline_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "mnist-lab-batches"]
+def running(pid: int) -> bool:
+    """Whether process `pid` exists (a child that exited but was not waited for counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_ended(batches: BatchPipeline) -> None:
+    """The child that prepared the batches has exited and was waited for: no process left behind."""
+    assert batches._child is not None, "the batches were not prepared in a process of their own"
+    assert not running(batches._child.pid)
 
 
 def wait_until(condition, timeout=20.0):
@@ -85,25 +99,26 @@ def test_the_documented_order_of_random_numbers(data, augmentation):
 
 
 def test_prefetching_changes_when_numbers_are_drawn_never_which(data):
-    inline = every_batch(pipeline(data, ELASTIC, depth=0))
-    assert_same_batches(every_batch(pipeline(data, ELASTIC, depth=1)), inline)
-    assert_same_batches(every_batch(pipeline(data, ELASTIC, depth=5)), inline)
+    inline = every_batch(pipeline(data, ELASTIC, ahead=False))
+    assert_same_batches(every_batch(pipeline(data, ELASTIC)), inline)
+    assert_same_batches(every_batch(pipeline(data, ELASTIC, batch_size=5000, epochs=3)),
+                        every_batch(pipeline(data, ELASTIC, batch_size=5000, epochs=3, ahead=False)))
 
 
 def test_the_same_batches_however_the_two_threads_are_scheduled(data):
-    """A slow trainer (the queue always full) and a slow preparing thread (the queue always empty)
-    see the same batches, bit for bit."""
+    """A slow trainer (every slot always full) and a slow preparing process (the trainer always
+    waiting) see the same batches, bit for bit."""
     rng = np.random.default_rng(99)  # only the timing is random here
 
     class SlowToPrepare(BatchPipeline):
-        def prepare(self, batch):
+        def prepare(self, batch, out=None):
             time.sleep(rng.uniform(0, 0.004))
-            return super().prepare(batch)
+            return super().prepare(batch, out)
 
     slow_trainer = every_batch(pipeline(data), pause=lambda: time.sleep(rng.uniform(0, 0.004)))
     slow_thread = every_batch(pipeline(data, cls=SlowToPrepare))
     assert_same_batches(slow_trainer, slow_thread)
-    assert_same_batches(slow_trainer, every_batch(pipeline(data, depth=0)))
+    assert_same_batches(slow_trainer, every_batch(pipeline(data, ahead=False)))
     different_seed = every_batch(pipeline(data, seed=1, epochs=1))
     assert not np.array_equal(different_seed[0][0], slow_trainer[0][0])
 
@@ -113,8 +128,8 @@ def test_asking_for_another_epoch_than_the_next_one_is_an_error(data):
         next(batches.epoch(2))
 
 
-# --- the thread's lifecycle ------------------------------------------------------------------------
-def test_closing_stops_the_thread_and_wastes_at_most_the_prefetched_batches(data):
+# --- the preparing process's lifecycle -------------------------------------------------------------
+def test_closing_ends_the_process_and_wastes_at_most_the_batches_prepared_ahead(data):
     batches = pipeline(data, epochs=50)
     with batches:
         taken = 0
@@ -122,39 +137,93 @@ def test_closing_stops_the_thread_and_wastes_at_most_the_prefetched_batches(data
             taken += 1
             if taken == 3:
                 break
-        wait_until(lambda: batches.prepared >= taken + DEPTH)  # the queue is full again
-    assert not batches._thread.is_alive() and not pipeline_threads()
-    assert taken + DEPTH <= batches.prepared <= taken + DEPTH + 1  # + the one under way
+        # the trainer holds the last two batches taken; every other slot is filled again
+        wait_until(lambda: batches.prepared == taken + AHEAD)
+    assert_ended(batches)
+    assert batches.prepared == taken + AHEAD
 
 
-def test_a_trainer_that_waits_leaves_the_thread_waiting_on_a_full_queue(data):
+def test_a_trainer_that_waits_leaves_the_process_waiting_for_a_free_slot(data):
     batches = pipeline(data, epochs=50)
     with batches:
-        wait_until(lambda: batches.prepared == DEPTH + 1)  # DEPTH queued, one waiting for room
+        wait_until(lambda: batches.prepared == SLOTS)
         time.sleep(0.2)
-        assert batches.prepared == DEPTH + 1, "nothing is prepared while nobody takes"
+        assert batches.prepared == SLOTS, "nothing is prepared while nobody takes"
         assert sum(1 for _ in zip(range(5), batches.epoch(1), strict=False)) == 5
-        wait_until(lambda: batches.prepared == 5 + DEPTH + 1)
-    assert not pipeline_threads()
+        wait_until(lambda: batches.prepared == 5 + AHEAD)
+    assert_ended(batches)
 
 
-def test_an_error_while_preparing_reaches_the_trainer_and_ends_the_thread(data):
+def test_a_batch_stays_valid_until_two_more_are_taken(data):
+    """The model keeps its last input for the backward pass: while a batch trains, the one before
+    it must still hold its pixels, even with every free slot filled again meanwhile."""
+    inline = every_batch(pipeline(data, epochs=2, ahead=False))
+    with pipeline(data, epochs=2) as batches:
+        taken = []
+        for epoch in (1, 2):
+            for x, y in batches.epoch(epoch):
+                taken.append((x, y))
+                wait_until(lambda: batches.prepared >= min(len(taken) + AHEAD, len(inline)))
+                for k in range(max(0, len(taken) - 2), len(taken)):  # this batch and the last
+                    np.testing.assert_array_equal(taken[k][0], inline[k][0])
+                    np.testing.assert_array_equal(taken[k][1], inline[k][1])
+    assert len(taken) == len(inline)
+
+
+def test_an_error_while_preparing_reaches_the_trainer_and_ends_the_process(data):
     class Broken(BatchPipeline):
-        def prepare(self, batch):
-            if self.prepared == 2:
-                raise ValueError("no such pixel")
-            return super().prepare(batch)
+        calls = 0
 
-    with pipeline(data, cls=Broken) as batches, pytest.raises(ValueError, match="no such pixel"):
+        def prepare(self, batch, out=None):
+            self.calls += 1  # counted in the process that prepares
+            if self.calls == 3:
+                raise ValueError("no such pixel")
+            return super().prepare(batch, out)
+
+    batches = pipeline(data, cls=Broken)
+    with batches, pytest.raises(ValueError, match="no such pixel"):
         for _ in batches.epoch(1):
             pass
-    assert not pipeline_threads()
+    assert_ended(batches)
 
 
-def test_a_pipeline_without_a_thread_starts_none(data):
-    with pipeline(data, depth=0) as batches:
+def test_without_fork_batches_are_prepared_inline(data):
+    with pipeline(data, ahead=False) as batches:
         next(batches.epoch(1))
-        assert not pipeline_threads()
+        assert batches._child is None and batches.prepared == 1
+
+
+def test_the_preparing_process_exits_when_the_trainer_process_dies(tmp_path):
+    """Killed (as the OOM killer or a SIGKILL would), the trainer leaves no process behind."""
+    script = tmp_path / "trainer.py"
+    script.write_text(
+        "import sys, time\n"
+        "from tests.engine.synthetic import synthetic_digits\n"
+        "from tests.engine.test_pipeline import pipeline\n"
+        "with pipeline(synthetic_digits(600, 10), epochs=1000) as batches:\n"
+        "    next(batches.epoch(1))\n"
+        "    print(batches._child.pid, flush=True)\n"
+        "    time.sleep(600)\n")
+    trainer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        child = int(trainer.stdout.readline())
+        assert running(child)
+        trainer.kill()
+        trainer.wait(timeout=30)
+        wait_until(lambda: not running(child) or zombie(child))
+    finally:
+        trainer.kill()
+        trainer.wait(timeout=30)
+
+
+def zombie(pid: int) -> bool:
+    """Exited and waiting for its (now dead) parent's successor, init, to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return False
 
 
 # --- in the trainer --------------------------------------------------------------------------------
@@ -175,31 +244,40 @@ class InlineTrainer(Trainer):
 
     def _prepare_batches(self):
         batches = super()._prepare_batches()
-        batches.depth = 0
+        batches.ahead = False
         return batches
+
+
+class WatchedTrainer(Trainer):
+    """Keeps the pipelines it makes, to look at afterwards."""
+
+    def _prepare_batches(self):
+        self.pipelines = [*getattr(self, "pipelines", []), super()._prepare_batches()]
+        return self.pipelines[-1]
 
 
 def test_a_run_is_the_same_with_or_without_the_thread_and_whatever_the_timing(data):
     slow = np.random.default_rng(1)
     runs = []
-    for trainer_class, listener in [(Trainer, lambda e: None),
-                                    (Trainer, lambda e: time.sleep(slow.uniform(0, 0.003))),
+    for trainer_class, listener in [(WatchedTrainer, lambda e: None),
+                                    (WatchedTrainer, lambda e: time.sleep(slow.uniform(0, 0.003))),
                                     (InlineTrainer, lambda e: None)]:
         events = []
         trainer = trainer_class(config(), data, [events.append, listener])
         end = trainer.run()
         assert end.status == "completed"
         runs.append((without_timing(events), [p.value.copy() for p in trainer.model.parameters()]))
+        if trainer_class is WatchedTrainer:
+            assert_ended(trainer.pipelines[0])
     for events, parameters in runs[1:]:
         assert events == runs[0][0]
         for a, b in zip(parameters, runs[0][1], strict=True):
             np.testing.assert_array_equal(a, b)
-    assert not pipeline_threads()
 
 
 @pytest.mark.parametrize("ending", ["completed", "stopped", "stopped while paused", "diverged",
                                     "listener failed"])
-def test_the_thread_ends_with_the_run_however_the_run_ends(data, ending):
+def test_the_process_ends_with_the_run_however_the_run_ends(data, ending):
     control = TrainingControl()
     fields = {"learning_rate": 1000, "optimizer": "sgd"} if ending == "diverged" else {}
 
@@ -213,30 +291,26 @@ def test_the_thread_ends_with_the_run_however_the_run_ends(data, ending):
             elif ending == "listener failed":
                 raise RuntimeError("the listener broke")
 
-    end = Trainer(config(epochs=20 if ending != "completed" else 1, **fields), data, [listener],
-                  control).run()
+    trainer = WatchedTrainer(config(epochs=20 if ending != "completed" else 1, **fields), data,
+                             [listener], control)
+    end = trainer.run()
     expected = {"completed": "completed", "diverged": "failed", "listener failed": "failed"}
     assert end.status == expected.get(ending, "stopped"), end.reason
-    assert not pipeline_threads()
+    assert_ended(trainer.pipelines[0])
 
 
 def test_a_stop_wastes_at_most_the_prefetched_batches(data):
     control = TrainingControl()
-    made = []
-
-    class Counting(Trainer):
-        def _prepare_batches(self):
-            made.append(super()._prepare_batches())
-            return made[-1]
 
     def listener(event):
         if isinstance(event, IterationEvent) and event.step == 10:
             control.stop()
 
-    end = Counting(config(epochs=20), data, [listener], control).run()
+    trainer = WatchedTrainer(config(epochs=20), data, [listener], control)
+    end = trainer.run()
     assert end.steps_completed == 11
-    # 11 trained, 1 taken and dropped at the stop, DEPTH queued, maybe 1 more under way
-    assert 11 <= made[0].prepared <= 11 + 1 + DEPTH + 1
+    # 11 trained, 1 taken and dropped at the stop, at most AHEAD more prepared
+    assert 12 <= trainer.pipelines[0].prepared <= 11 + 1 + AHEAD
 
 
 def test_epoch_metrics_count_every_sample_of_every_prepared_batch(data):
