@@ -46,6 +46,7 @@ import numpy as np
 
 from engine.augment import Augmenter
 from engine.config import AugmentConfig
+from engine.metrics import normalise
 
 AHEAD = 2  # batches prepared ahead of the one training; more only buys memory once the child keeps up
 # The trainer holds two slots: the batch it trains on and the one before, which the model may still
@@ -82,6 +83,7 @@ class BatchPipeline:
         self.augmenter = Augmenter(augmentation) if augmentation.enabled else None
         self.dtype = np.dtype(np.float32 if self.augmenter else dtype)  # distortions are float32
         self.ahead = ahead and CAN_FORK
+        self._prepared_inline = 0
         self._inline: Iterator[Batch] | None = None
         self._child: _PreparingProcess | None = None
 
@@ -94,14 +96,15 @@ class BatchPipeline:
         """Batches prepared so far: those taken, plus what a stop would waste."""
         return self._child.prepared if self._child else self._prepared_inline
 
-    _prepared_inline = 0
-
     # --- the trainer's side ----------------------------------------------------------------------
     def __enter__(self) -> BatchPipeline:
         if self.ahead:
-            self._child = _PreparingProcess(self)
-        else:
-            self._inline = self._prepare_inline()
+            try:
+                self._child = _PreparingProcess(self)
+                return self
+            except OSError:  # no memory or process left for a child: prepare inline instead
+                self.ahead = False
+        self._inline = self._prepare_inline()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -135,9 +138,11 @@ class BatchPipeline:
         pixels = np.take(self.images, batch, axis=0)
         if self.augmenter is not None:
             return self.augmenter(pixels, self.augment_rng, out)
+        x = normalise(pixels, self.dtype)
         if out is None:
-            out = np.empty(pixels.shape, dtype=self.dtype)
-        return np.multiply(pixels, self.dtype.type(1 / 255), out=out)  # = normalise(pixels)
+            return x
+        out[...] = x
+        return out
 
     def _prepare_inline(self) -> Iterator[Batch]:
         for epoch, index, batch in self.plan():
@@ -168,7 +173,12 @@ class _PreparingProcess:
         free_read, free_write = os.pipe()
         for slot in range(SLOTS):  # every slot is free at first (a few bytes: never blocks)
             os.write(free_write, slot.to_bytes(1, "little"))
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            for fd in (ready_read, ready_write, free_read, free_write):
+                os.close(fd)
+            raise
         if self.pid == 0:  # the child: prepare, then leave without running any of the parent's code
             status = 1
             try:

@@ -351,3 +351,15 @@ def test_the_final_test_accuracy_reuses_the_last_validation_when_no_step_followe
         assert end.status == "completed" and end.test_accuracy == last_validation.val_accuracy
     else:
         assert end.status == "stopped" and 0 <= end.test_accuracy <= 1
+
+
+def test_a_failed_fork_falls_back_to_preparing_inline(data, monkeypatch):
+    def no_fork():
+        raise BlockingIOError("Resource temporarily unavailable")
+
+    open_before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "fork", no_fork)
+    with pipeline(data) as batches:
+        x, y = next(batches.epoch(1))
+        assert batches._child is None and batches.prepared == 1 and len(y) == 128
+    assert len(os.listdir("/proc/self/fd")) == open_before  # the pipes were closed again
