@@ -4,17 +4,33 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# axe-core, the accessibility checker the browser tests inject into the page: from npm, never committed.
+AXE_VERSION := 4.14.1
+AXE    := .cache/axe-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint bench chromium clean
+.PHONY: run test test-fast test-docker lint bench chromium docker-tools clean
 
 run: $(STAMP)
 	$(BIN)/mnist-lab fetch-data
 	$(BIN)/mnist-lab serve
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium docker-tools $(AXE)
 	$(BIN)/mnist-lab fetch-data
 	$(BIN)/ruff check engine app tests bench
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/docker
+
+# The edit loop: every test that needs neither the MNIST files nor a browser (about a minute).
+test-fast: $(STAMP)
+	$(BIN)/ruff check engine app tests bench
+	$(BIN)/python -m pytest -m "not mnist and not browser"
+
+# The Docker image, built from the Dockerfile on a local Debian base and run by a real daemon
+# (started here, as root, if none runs). Skips with the reason where no daemon can start;
+# fails instead when CI is set.
+test-docker: $(STAMP) docker-tools
+	$(BIN)/mnist-lab fetch-data
+	$(BIN)/python -m pytest tests/docker
 
 bench: $(STAMP)
 	$(BIN)/mnist-lab fetch-data
@@ -29,11 +45,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(AXE):
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq npm; fi; }
+	npm install --prefix .cache/axe-$(AXE_VERSION) --no-save --no-audit --no-fund --loglevel=error axe-core@$(AXE_VERSION)
+
 # Browser tests drive Debian's Chromium; Playwright cannot download its own browser here.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
+# Debian's docker.io (dockerd) and debootstrap (the local base image: no registry is reachable).
+docker-tools:
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq docker.io debootstrap; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq docker.io debootstrap; fi; }
+
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .ruff_cache
+	rm -rf $(VENV) dist build .pytest_cache .ruff_cache .cache

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.runs.state import ACTIVE_STATUSES
+
 
 def dumps(value: Any) -> str:
     """Compact JSON that refuses NaN and infinities (they are not JSON)."""
@@ -78,7 +80,7 @@ class RunFeed:
     def add_status(self, run: dict[str, Any]) -> None:
         self.messages.append((len(self.points), {"type": "status", "status": run["status"],
                                                  "reason": run["reason"], "run": run}))
-        if run["status"] not in ("queued", "running", "paused"):
+        if run["status"] not in ACTIVE_STATUSES:
             self.live = False
         self._notify()
 

@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from app.inspection import Inspector
 from app.predictor import PredictionService
-from app.runs import RunManager
+from app.runs.service import RunService
 from app.settings import Settings
 
 
@@ -19,7 +19,7 @@ async def get_settings(connection: HTTPConnection) -> Settings:
     return connection.app.state.settings
 
 
-async def get_runs(connection: HTTPConnection) -> RunManager:
+async def get_runs(connection: HTTPConnection) -> RunService:
     return connection.app.state.runs
 
 

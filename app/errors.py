@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from app.predictor import InputError, NoModel
 from app.responses import CleanJSONResponse
-from app.runs import Conflict, RunNotFound
+from app.runs.errors import Conflict, RunNotFound
 from engine.config import ConfigError
 
 logger = logging.getLogger("app.errors")

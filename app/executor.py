@@ -1,28 +1,33 @@
-"""The worker boundary: where runs train, and how their events come back.
+"""The worker boundary: where runs train, and how their messages come back.
 
-`Executor` is the whole interface the run service uses: submit a job and get a `RunHandle`
-(stop, pause, resume, terminate), and receive the run's events through a callback. The local
-implementation trains each run in a process of its own (multiprocessing, spawn); another
-implementation (a Ray cluster, say) can replace it without touching routes or storage.
+`Executor` is the whole interface the run service uses: `submit` a job with a callback and get a
+`RunHandle` (stop, pause, resume, terminate); the callback receives the run's messages, typed
+(app/protocol.py), decoded once from the wire right here. The local implementation trains each run
+in a process of its own (multiprocessing, spawn); another one (a Ray cluster, say) replaces it
+without touching routes or storage, as long as it keeps the guarantee:
 
-Guarantee to the caller: `on_event` is called from a background thread, in order, and the last
-event of every run is exactly one `end`, also when the process crashed or was killed.
+    `on_message(run_id, message)` is called from a background thread, in order for each run, and
+    the last message of every run is exactly one `Ended`, also when its process crashed or was
+    killed (then `Ended.death`).
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue as queue_module
-import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
+from app.protocol import Ended, Message, ProtocolError, from_wire
 from app.worker import RunJob, run_worker
 from engine.control import TrainingControl
 
-EventCallback = Callable[[int, dict[str, Any]], None]
+logger = logging.getLogger("app.executor")
+
+MessageCallback = Callable[[int, Message], None]
 
 
 class RunHandle(Protocol):
@@ -35,25 +40,25 @@ class RunHandle(Protocol):
 
 
 class Executor(Protocol):
-    def submit(self, job: RunJob, on_event: EventCallback) -> RunHandle: ...
+    def submit(self, job: RunJob, on_message: MessageCallback) -> RunHandle: ...
     def shutdown(self, timeout: float) -> None: ...
 
 
 class LocalRunHandle:
     """One training process, its control events and the thread that pumps its queue."""
 
-    def __init__(self, job: RunJob, context, on_event: EventCallback, stop_timeout: float):
+    def __init__(self, job: RunJob, context, on_message: MessageCallback, stop_timeout: float):
         self.run_id = job.run_id
-        self._on_event = on_event
+        self._on_message = on_message
         self._stop_timeout = stop_timeout
-        self._events = context.Queue()
+        self._queue = context.Queue()
         stop_event, running_event = context.Event(), context.Event()
         self.control = TrainingControl(stop_event, running_event)
         self.process = context.Process(
-            target=run_worker, args=(job, self._events, stop_event, running_event),
+            target=run_worker, args=(job, self._queue, stop_event, running_event),
             name=f"mnist-lab-run-{job.run_id}", daemon=True,
         )
-        self._pump = threading.Thread(target=self._pump_events, name=f"run-{job.run_id}-events",
+        self._pump = threading.Thread(target=self._pump_messages, name=f"run-{job.run_id}-messages",
                                       daemon=True)
 
     def start(self) -> None:
@@ -81,40 +86,42 @@ class LocalRunHandle:
         self._pump.join(timeout)
         return not self._pump.is_alive()
 
-    def _pump_events(self) -> None:
+    def _pump_messages(self) -> None:
         ended = False
         try:
             while not ended:
                 try:
-                    event = self._events.get(timeout=0.2)
+                    wire = self._queue.get(timeout=0.2)
                 except queue_module.Empty:
                     if self.process.is_alive():
                         continue
-                    event = self._drain_one()
-                    if event is None:
+                    wire = self._drain_one()
+                    if wire is None:
                         break
-                self._on_event(self.run_id, event)
-                ended = event.get("event") == "end"
-        except (EOFError, OSError, ValueError):  # a worker killed mid-message: report below
+                try:
+                    message = from_wire(wire)
+                except ProtocolError:
+                    logger.exception("run %s: the worker sent a message this server does not "
+                                     "understand; ignored", self.run_id)
+                    continue
+                self._on_message(self.run_id, message)
+                ended = isinstance(message, Ended)
+        except (EOFError, OSError, ValueError):  # a worker killed mid-message: reported below
             pass
         self._reap()
         if not ended:
-            self._on_event(self.run_id, {
-                "event": "end", "status": "failed", "reason": _describe_exit(self.process.exitcode),
-                "epoch": 0, "epochs_completed": None, "steps_completed": None,
-                "test_accuracy": None, "duration_s": None,
-            })
-        self._events.close()
-        self._events.cancel_join_thread()
+            self._on_message(self.run_id, Ended.death(self.process.exitcode))
+        self._queue.close()
+        self._queue.cancel_join_thread()
 
-    def _drain_one(self) -> dict[str, Any] | None:
+    def _drain_one(self) -> dict | None:
         try:
-            return self._events.get(timeout=0.1)
+            return self._queue.get(timeout=0.1)
         except queue_module.Empty:
             return None
 
     def _reap(self) -> None:
-        """Wait for the process to exit after its `end`; end it if it hangs."""
+        """Wait for the process to exit after its `Ended`; end it if it hangs."""
         self.process.join(self._stop_timeout)
         if self.process.is_alive():
             self.process.terminate()
@@ -122,19 +129,6 @@ class LocalRunHandle:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(2.0)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return (f"the training process was killed by {name}; this happens when the machine runs "
-                "out of memory or the process is ended from outside. Metrics and the model of "
-                "the epochs finished before are kept; start a new run to train again")
-    return (f"the training process exited unexpectedly (exit code {code}) without finishing "
-            "the run; the server log may say why. Start a new run to train again")
 
 
 class LocalProcessExecutor:
@@ -146,12 +140,12 @@ class LocalProcessExecutor:
         self._handles: dict[int, LocalRunHandle] = {}
         self._lock = threading.Lock()
 
-    def submit(self, job: RunJob, on_event: EventCallback) -> LocalRunHandle:
-        def forget_when_ended(run_id: int, event: dict[str, Any]) -> None:
-            if event.get("event") == "end":
+    def submit(self, job: RunJob, on_message: MessageCallback) -> LocalRunHandle:
+        def forget_when_ended(run_id: int, message: Message) -> None:
+            if isinstance(message, Ended):
                 with self._lock:
                     self._handles.pop(run_id, None)
-            on_event(run_id, event)
+            on_message(run_id, message)
 
         handle = LocalRunHandle(job, self._context, forget_when_ended, self._stop_timeout)
         with self._lock:

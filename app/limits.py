@@ -19,17 +19,7 @@ from starlette.exceptions import HTTPException
 from app.settings import Settings
 from engine import config as engine_config
 from engine.config import TrainConfig
-
-N_INPUTS = 28 * 28
-N_CLASSES = 10
-# What a training process holds besides the network: Python, NumPy and the MNIST arrays
-# (60,000 + 10,000 digits of 784 bytes), rounded up.
-PROCESS_BASE_BYTES = 192 * 1024 * 1024
-EVALUATION_BATCH = 2000  # engine.metrics.evaluate's batch
-# engine.augment.augment_batch's peak, measured with tracemalloc: 73 bytes a pixel for affine
-# distortions with thickness, 89 with elastic fields too; rounded up.
-AUGMENT_BYTES_PER_PIXEL = 96
-OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}  # state arrays per parameter
+from engine.footprint import estimated_memory_bytes, parameter_count
 
 
 class LimitExceeded(HTTPException):
@@ -41,44 +31,6 @@ class LimitExceeded(HTTPException):
 
 
 # --- run configs ------------------------------------------------------------------------------------
-def layer_sizes(config: TrainConfig) -> list[int]:
-    return [N_INPUTS, *config.hidden_layers, N_CLASSES]
-
-
-def parameter_count(config: TrainConfig) -> int:
-    """Weights and biases of every Dense layer (plus scale and shift of each batch norm)."""
-    sizes = layer_sizes(config)
-    dense = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:], strict=False))
-    norm = 2 * sum(config.hidden_layers) if config.batch_norm else 0
-    return dense + norm
-
-
-def estimated_memory_bytes(config: TrainConfig) -> int:
-    """A generous estimate of a training process's peak memory, in bytes (float32 throughout).
-
-    Parameters: the weights, their gradients, the optimizer's state (0, 1 or 2 arrays per weight)
-    and one copy while a checkpoint is written. Activations: per sample of the largest batch (a
-    training batch, or an evaluation chunk), the input three times (raw, normalised or augmented,
-    its gradient) and, per hidden unit, about eight arrays (pre-activation, activation, their
-    gradients, a dropout mask, the layers' buffers, NumPy's temporaries), three more with batch
-    norm, plus the logits and softmax. Measured peak resident memory (VmHWM) of a fresh process
-    after 3 steps and the evaluation (tests/app/test_limits.py checks the second): 113 MB for
-    [128] x 128 (estimate 240), 325 MB for adam [1024, 1024] x 2048 with the `default` preset's
-    augmentation (estimate 546), 837 MB for adam [2048, 2048] x 4096 with batch norm and dropout
-    (estimate 1403).
-    """
-    parameters = parameter_count(config)
-    slots = OPTIMIZER_SLOTS.get(config.optimizer, 2)
-    parameter_bytes = 4 * parameters * (3 + slots)
-    per_sample = 4 * (3 * N_INPUTS + 8 * sum(config.hidden_layers) + 3 * N_CLASSES)
-    if config.batch_norm:
-        per_sample += 4 * 3 * sum(config.hidden_layers)
-    activation_bytes = per_sample * max(config.batch_size, EVALUATION_BATCH)
-    if config.augmentation.enabled:  # warp coordinates, sampling weights, fields of each batch
-        activation_bytes += AUGMENT_BYTES_PER_PIXEL * N_INPUTS * config.batch_size
-    return PROCESS_BASE_BYTES + parameter_bytes + activation_bytes
-
-
 def check_run_config(config: TrainConfig, settings: Settings) -> None:
     """Refuse (422) a config over the size limits, before anything is queued or started."""
     problems = []
@@ -137,7 +89,7 @@ def admit_run(config: TrainConfig, settings: Settings, statuses: Iterable[str]) 
 
 
 def describe(settings: Settings) -> dict[str, Any]:
-    """The run and stream limits, for `/api/options` (merged into Settings.limits())."""
+    """Every limit a client should know about, for `/api/options` `limits`."""
     return {name: getattr(settings, name) for name in LIMIT_SETTINGS}
 
 
@@ -154,9 +106,10 @@ def field_bounds(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 LIMIT_SETTINGS = (
-    "max_hidden_layers", "max_units_per_layer", "max_parameters", "max_epochs", "max_batch_size",
-    "max_run_memory_mb", "max_queued_runs", "max_runs_kept", "max_stream_clients_per_run",
-    "max_stream_clients",
+    "max_body_bytes", "max_predict_batch", "max_image_side", "max_image_pixels",
+    "max_concurrent_runs", "max_hidden_layers", "max_units_per_layer", "max_parameters",
+    "max_epochs", "max_batch_size", "max_run_memory_mb", "max_queued_runs", "max_runs_kept",
+    "max_stream_clients_per_run", "max_stream_clients",
 )
 
 

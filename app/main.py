@@ -12,16 +12,16 @@ from fastapi.staticfiles import StaticFiles
 
 import engine
 from app import errors, limits, security
-from app.dataset import load_data
 from app.executor import Executor, LocalProcessExecutor
 from app.inspection import Inspector
 from app.middleware import BodySizeLimit
 from app.predictor import ModelCache, PredictionService
 from app.responses import CleanJSONResponse
 from app.routes import pages, predict, runs, stream
-from app.runs import RunManager
+from app.runs.service import RunService
 from app.settings import Settings
 from app.store import Store
+from engine.data import load_mnist
 
 logger = logging.getLogger("app")
 
@@ -30,21 +30,21 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_path)
-        manager = RunManager(settings, store,
-                             executor or LocalProcessExecutor(settings.stop_timeout_s))
         models = ModelCache(settings.model_path)
+        inspector = Inspector(models, lambda: _test_set(settings), settings.evaluation_misclassified)
+        runs = RunService(settings, store, executor or LocalProcessExecutor(settings.stop_timeout_s),
+                          forget=[models.forget, inspector.forget])
         app.state.settings = settings
         app.state.store = store
-        app.state.runs = manager
+        app.state.runs = runs
         app.state.predictions = PredictionService(models, settings.max_predict_batch,
                                                   settings.max_image_side, settings.max_image_pixels)
-        app.state.inspector = Inspector(models, lambda: _test_set(settings),
-                                        settings.evaluation_misclassified)
-        await manager.start()
+        app.state.inspector = inspector
+        await runs.start()
         try:
             yield
         finally:
-            await manager.shutdown()
+            await runs.shutdown()
             store.close()
 
     app = FastAPI(
@@ -71,5 +71,5 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
 
 
 def _test_set(settings: Settings):
-    data = load_data(settings.data_dir, None, settings.test_subset)
+    data = load_mnist(settings.data_dir, fetch=False, test=settings.test_subset)
     return data.test_images.copy(), data.test_labels.copy()

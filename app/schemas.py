@@ -1,15 +1,26 @@
 """The API's shapes as Pydantic models: the request bodies it validates and the answers it
-documents in OpenAPI (/docs). docs/API.md is the prose version of the same contract."""
+sends. Routes return these models and declare them as `response_model`, so FastAPI checks every
+answer against its schema, and an answer model refuses fields it does not declare (`Answer`):
+an answer cannot drift from what OpenAPI (/docs) documents. docs/API.md is the prose version."""
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from app.runs.state import RunStatus
 from engine.config import AUGMENT_BOUNDS
+from engine.events import EpochEvent
 
-RunStatus = Literal["queued", "running", "paused", "stopped", "completed", "failed", "interrupted"]
+
+class Answer(BaseModel):
+    """What the server sends: exactly the declared fields, nothing else. Instances are checked
+    again wherever they are validated (FastAPI validates each answer against its route's
+    `response_model`), so one built without validation cannot slip through either."""
+
+    model_config = ConfigDict(extra="forbid", revalidate_instances="always")
 
 
 def _range(name: str) -> str:
@@ -61,17 +72,17 @@ class RunConfig(BaseModel):
     augmentation: Augmentation | None = None
 
 
-class Epoch(BaseModel):
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    duration_s: float
-    learning_rate: float
+def _answer_of(event: type, name: str, doc: str) -> type[Answer]:
+    """An answer model with exactly the fields (and types) of an engine event dataclass."""
+    hints = get_type_hints(event)
+    fields: dict[str, Any] = {f.name: (hints[f.name], ...) for f in dataclasses.fields(event)}
+    return create_model(name, __base__=Answer, __doc__=doc, **fields)
 
 
-class Progress(BaseModel):
+Epoch = _answer_of(EpochEvent, "Epoch", "One finished epoch: the engine's EpochEvent, field for field.")
+
+
+class Progress(Answer):
     epoch: int = Field(description="the epoch of the latest step (0 before the first)")
     epochs: int
     step: int = Field(description="steps done so far")
@@ -81,7 +92,9 @@ class Progress(BaseModel):
     eta_s: float | None
 
 
-class Run(BaseModel):
+class RunSummary(Answer):
+    """A run as listed: everything but its per-epoch metrics."""
+
     id: int
     status: RunStatus
     config: dict
@@ -95,49 +108,62 @@ class Run(BaseModel):
     test_accuracy: float | None
     has_model: bool
     is_active_model: bool
-    epochs: list[Epoch] | None = Field(None, description="absent in the list of runs")
 
 
-class RunList(BaseModel):
-    runs: list[Run]
+class Run(RunSummary):
+    epochs: list[Epoch]
+
+
+class RunList(Answer):
+    runs: list[RunSummary]
     active_model_run_id: int | None
     revision: int = Field(description="Grows whenever this list changes (WS /ws/runs says when); "
                                       "starts again from 0 when the server restarts")
 
 
-class Point(BaseModel):
+class Point(Answer):
     step: int
     epoch: int
     loss: float
 
 
-class Metrics(BaseModel):
+class Metrics(Answer):
     iterations: list[Point]
     epochs: list[Epoch]
 
 
-class Misclassified(BaseModel):
+class Misclassified(Answer):
     index: int = Field(description="index in the test set")
     true: int
     predicted: int
     confidence: float
+    runner_up: int = Field(description="the model's second choice")
+    runner_up_confidence: float = Field(description="the probability of its second choice")
     pixels: list[int] = Field(description="784 ints 0..255, row-major")
 
 
-class Evaluation(BaseModel):
+class Evaluation(Answer):
     accuracy: float
     samples: int
     confusion_matrix: list[list[int]] = Field(description="10x10, rows = true digit")
     per_class_accuracy: list[float]
     misclassified: list[Misclassified]
+    misclassified_total: int = Field(description="every misclassified test digit")
 
 
-class Weights(BaseModel):
+class MisclassifiedPage(Answer):
+    total: int = Field(description="misclassified test digits that match the filter")
+    offset: int
+    items: list[Misclassified]
+
+
+class Weights(Answer):
     units: int
+    offset: int = Field(description="the unit of the first image")
     images: list[list[float]]
 
 
-class ActiveModel(BaseModel):
+class ActiveModel(Answer):
     run_id: int | None
     chosen_by: Literal["user", "best"] | None
 
@@ -160,18 +186,18 @@ class BatchPrediction(BaseModel):
     run_id: int
 
 
-class Health(BaseModel):
+class Health(Answer):
     status: Literal["ok"]
     version: str
 
 
-class Preset(BaseModel):
+class Preset(Answer):
     name: str
     description: str
     config: dict
 
 
-class FieldBounds(BaseModel):
+class FieldBounds(Answer):
     """The values a config field may take on this server (engine bounds tightened by limits)."""
 
     min: int | float | None = Field(None, description="smallest value (of each item of a list)")
@@ -181,7 +207,7 @@ class FieldBounds(BaseModel):
     choices: list[str] | None = Field(None, description="the allowed names")
 
 
-class Options(BaseModel):
+class Options(Answer):
     presets: list[Preset]
     choices: dict[str, list[str]]
     fields: dict[str, FieldBounds] = Field(description=(
@@ -189,9 +215,12 @@ class Options(BaseModel):
         "plus max_items), {choices} for names; augmentation fields as 'augmentation.<name>'"))
     limits: dict[str, int | float | None]
     auth_required: bool
+    cli_flags: dict[str, str] = Field(description=(
+        "config field -> the `mnist-lab train` option that sets it (augmentation fields as "
+        "'augmentation.<name>'; booleans also take `--no-<option>`)"))
 
 
-class Error(BaseModel):
+class Error(Answer):
     detail: str
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.dataset import ensure_mnist
+import uvicorn
+
+from app.main import create_app
 from app.settings import Settings, SettingsError
-from engine.data import MnistUnavailableError
+from engine.data import MnistUnavailableError, ensure_mnist
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from app.main import create_app
-
     try:
         settings = Settings.from_env(data_dir=args.data_dir, host=args.host, port=args.port,
                                      max_concurrent_runs=args.max_concurrent_runs)
@@ -23,7 +21,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        ensure_mnist(settings.data_dir)
+        ensure_mnist(settings.data_dir, progress=True)
     except MnistUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.data import resolve_data_dir
+
 ENV_PREFIX = "MNIST_LAB_"
 
 
@@ -88,24 +90,10 @@ class Settings:
     def model_path(self, run_id: int) -> Path:
         return self.models_dir / f"run-{run_id}.npz"
 
-    def limits(self) -> dict[str, Any]:
-        """The limits a client should know about (served by /api/options)."""
-        from app import limits
-        return {
-            "max_body_bytes": self.max_body_bytes,
-            "max_predict_batch": self.max_predict_batch,
-            "max_image_side": self.max_image_side,
-            "max_image_pixels": self.max_image_pixels,
-            "max_concurrent_runs": self.max_concurrent_runs,
-            **limits.describe(self),
-        }
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from `MNIST_LAB_<FIELD>` variables (e.g. MNIST_LAB_TRAIN_SUBSET=2000), then
         `overrides` (None values are ignored, so CLI flags that were not given change nothing)."""
-        from engine.data import resolve_data_dir
-
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):

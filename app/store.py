@@ -10,13 +10,35 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+from app.runs.state import ACTIVE_STATUSES
+from engine.events import EPOCH_FIELDS, EpochEvent
 
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+
+def _epoch_columns() -> dict[str, str]:
+    """The epochs table's metric columns: one per EpochEvent field, typed by it (a field that may
+    be None is a nullable column)."""
+    sql = {int: "INTEGER", float: "REAL", str: "TEXT"}
+    hints = get_type_hints(EpochEvent)
+    columns = {}
+    for name in EPOCH_FIELDS:
+        hint = hints[name]
+        kinds = [kind for kind in getattr(hint, "__args__", (hint,)) if kind is not types.NoneType]
+        nullable = len(kinds) < len(getattr(hint, "__args__", (hint,)))
+        columns[name] = sql[kinds[0]] + ("" if nullable else " NOT NULL")
+    return columns
+
+
+EPOCH_COLUMNS = _epoch_columns()
+_EPOCH_COLUMNS_SQL = "".join(f"    {name} {kind},\n" for name, kind in EPOCH_COLUMNS.items())
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     status TEXT NOT NULL,
@@ -36,14 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    train_loss REAL NOT NULL,
-    train_accuracy REAL NOT NULL,
-    val_loss REAL NOT NULL,
-    val_accuracy REAL NOT NULL,
-    duration_s REAL NOT NULL,
-    learning_rate REAL NOT NULL,
-    PRIMARY KEY (run_id, epoch)
+{_EPOCH_COLUMNS_SQL}    PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS iterations (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -58,12 +73,9 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-EPOCH_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "duration_s",
-                "learning_rate")
 RUN_COLUMNS = ("status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
                "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy",
-               "has_model")
-ACTIVE_STATUSES = ("queued", "running", "paused")
+               "has_model")  # the columns a run's changes update (RunState, app/runs/state.py)
 
 
 class StoreError(RuntimeError):
@@ -94,6 +106,12 @@ class Store:
             # one script, one transaction: a crash leaves either no schema or all of it
             self._db.executescript(
                 f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        # A metric added to EpochEvent since this file was created becomes a column; epochs stored
+        # before have NULL there (so such a field must be `X | None` in EpochEvent).
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(epochs)")}
+        for name, kind in EPOCH_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE epochs ADD COLUMN {name} {kind.split()[0]}")
 
     def _transaction(self):
         return _Transaction(self._db)
@@ -144,7 +162,8 @@ class Store:
         """Runs left queued/running/paused by a server that died become `interrupted`."""
         with self._lock, self._transaction():
             rows = self._db.execute(
-                "SELECT id, status FROM runs WHERE status IN (?, ?, ?)", ACTIVE_STATUSES
+                f"SELECT id, status FROM runs WHERE status IN ({', '.join('?' * len(ACTIVE_STATUSES))})",
+                ACTIVE_STATUSES,
             ).fetchall()
             for row in rows:
                 self._db.execute(

@@ -1,9 +1,10 @@
-"""The code that runs inside a training process: load MNIST, train, report, checkpoint.
+"""The code that trains one run wherever an executor puts it: load MNIST, train, report, checkpoint.
 
-Everything the server learns about a run comes through `events` (a multiprocessing queue) as
-plain dicts with an "event" key: `start`, `iterations` (points batched ~20 times a second),
-`epoch`, `checkpoint` (a model file was written at `path`; the server moves it into place),
-`pause`, and exactly one `end`, last.
+`run_job(job, send, control)` is all of it, for any executor: it trains `job`, steered by `control`
+(stop, pause, resume between two steps), and reports through `send`, one protocol message at a time
+(app/protocol.py): a `StartEvent`, `Iterations` batched about 20 times a second, an `EpochEvent`
+then a `Checkpoint` after every epoch, `PauseEvent`s, and exactly one `Ended`, last, whatever
+happens. `run_worker` is the local executor's process entry point around it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,22 @@ import os
 import sys
 import threading
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from app.protocol import Checkpoint, Ended, Iterations, Message, to_wire
+from engine.config import TrainConfig
+from engine.control import TrainingControl
+from engine.events import EndEvent, EpochEvent, Event, IterationEvent, PauseEvent, StartEvent
+from engine.throughput import Throughput
 
 BATCH_INTERVAL_S = 0.05
 BATCH_POINTS = 256
+PENDING_SUFFIX = ".part.npz"
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+Send = Callable[[Message], None]
 
 
 @dataclass(frozen=True)
@@ -26,7 +36,7 @@ class RunJob:
     """What a worker needs to train one run (picklable: it crosses the process boundary)."""
 
     run_id: int
-    config: dict[str, Any]
+    config: TrainConfig
     data_dir: Path
     model_path: Path
     train_subset: int | None = None
@@ -35,11 +45,9 @@ class RunJob:
     threads: int = 0
 
 
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def run_worker(job: RunJob, events, stop_event, running_event) -> None:
-    """Process entry point. Never raises: any failure becomes an `end` event with the reason."""
+def run_worker(job: RunJob, queue, stop_event, running_event) -> None:
+    """Process entry point of the local executor: messages go to `queue` as wire dicts, the
+    parent steers through two multiprocessing Events. Never raises."""
     if job.threads > 0 and "numpy" not in sys.modules:
         # Before NumPy loads its BLAS: on a small machine a training process that spins several
         # BLAS threads fights the API (and the other runs) for the cores and gets slower, not faster.
@@ -51,99 +59,83 @@ def run_worker(job: RunJob, events, stop_event, running_event) -> None:
             os.nice(job.nice)
         except OSError:
             pass
+    run_job(job, lambda message: queue.put(to_wire(message)),
+            TrainingControl(stop_event, running_event))
+
+
+def run_job(job: RunJob, send: Send, control: TrainingControl) -> None:
+    """Train `job`, reporting through `send`. Never raises: a failure becomes the run's `Ended`."""
     try:
-        _train(job, events, stop_event, running_event)
+        # Imported here, not at the top: NumPy must not load before run_worker has set the
+        # number of BLAS threads (this module is imported to unpickle the job).
+        from engine.data import load_mnist
+        from engine.trainer import Trainer
+
+        data = load_mnist(job.data_dir, fetch=False, train=job.train_subset, test=job.test_subset)
+        Trainer(job.config, data, [Reporter(job, send)], control).run()
     except BaseException as error:  # noqa: BLE001 - reported to the server, which marks the run failed
-        events.put({"event": "end", "status": "failed", "epoch": 0, "epochs_completed": 0,
-                    "steps_completed": 0, "test_accuracy": None, "duration_s": 0.0,
-                    "reason": f"the training process failed: {type(error).__name__}: {error}",
-                    "traceback": traceback.format_exc(limit=8)})
+        send(Ended.failure(error))
 
 
-def _train(job: RunJob, events, stop_event, running_event) -> None:
-    # Imported here so that the parent never pays for what only the worker needs.
-    from app.dataset import load_data
-    from engine.config import TrainConfig
-    from engine.control import TrainingControl
-    from engine.trainer import Trainer
+class Reporter:
+    """Trainer listener: the trainer's events as protocol messages (steps batched), and the model
+    saved after every epoch and at the end."""
 
-    config = TrainConfig.from_dict(job.config)
-    data = load_data(job.data_dir, job.train_subset, job.test_subset)
-    control = TrainingControl(stop_event, running_event)
-    forwarder = _Forwarder(job, events)
-    trainer = Trainer(config, data, [forwarder], control)
-    forwarder.trainer = trainer
-    events.put({"event": "start", "pid": os.getpid(), "steps_per_epoch": trainer.steps_per_epoch,
-                "train_samples": int(len(data.train_labels)),
-                "test_samples": int(len(data.test_labels))})
-    trainer.run()
-
-
-class _Forwarder:
-    """A trainer listener: batches iteration points, saves a checkpoint after every epoch."""
-
-    def __init__(self, job: RunJob, events):
+    def __init__(self, job: RunJob, send: Send, clock: Callable[[], float] = time.monotonic):
         self.job = job
-        self.events = events
-        self.trainer = None
+        self.send = send
+        self.clock = clock
+        self.model = None
+        self.throughput = Throughput()
         self.points: list[tuple[int, int, float]] = []
-        self.samples_per_second = 0.0
         self.learning_rate = 0.0
-        self.flushed_at = time.monotonic()
+        self.flushed_at = clock()
 
-    def __call__(self, event) -> None:
-        kind = event.event
-        if kind == "iteration":
-            self.points.append((event.step, event.epoch, event.loss))
-            self.samples_per_second = event.samples_per_second
-            self.learning_rate = event.learning_rate
-            now = time.monotonic()
-            if now - self.flushed_at >= BATCH_INTERVAL_S or len(self.points) >= BATCH_POINTS:
-                self.flush(now)
-            return
-        self.flush(time.monotonic())
-        if kind == "epoch":
-            self.events.put({"event": "epoch", **_fields(event)})
-            self.save(event.epoch)
-        elif kind == "pause":
-            self.events.put({"event": "pause", **_fields(event)})
-        elif kind == "end":
-            if event.status != "failed" and event.epochs_completed > 0:
-                self.save(event.epochs_completed, test_accuracy=event.test_accuracy)
-            self.events.put({"event": "end", **_fields(event)})
+    def bind(self, trainer) -> None:
+        self.model = trainer.model
 
-    def flush(self, now: float) -> None:
+    def __call__(self, event: Event) -> None:
+        self.throughput(event)
+        match event:
+            case IterationEvent():
+                self.points.append((event.step, event.epoch, event.loss))
+                self.learning_rate = event.learning_rate
+                now = self.clock()
+                if now - self.flushed_at >= BATCH_INTERVAL_S or len(self.points) >= BATCH_POINTS:
+                    self.flush()
+            case StartEvent() | PauseEvent():
+                self.flush()
+                self.send(event)
+            case EpochEvent():
+                self.flush()
+                self.send(event)
+                self.save(event.epoch)
+            case EndEvent():
+                self.flush()
+                if event.status != "failed" and event.epochs_completed > 0:
+                    self.save(event.epochs_completed, test_accuracy=event.test_accuracy)
+                self.send(Ended.of(event))
+
+    def flush(self) -> None:
         if self.points:
-            self.events.put({"event": "iterations", "points": self.points,
-                             "samples_per_second": self.samples_per_second,
-                             "learning_rate": self.learning_rate})
+            self.send(Iterations(tuple(self.points), self.throughput.samples_per_second,
+                                 self.learning_rate))
             self.points = []
-        self.flushed_at = now
+        self.flushed_at = self.clock()
 
-    def save(self, epoch: int, **extra: Any) -> None:
-        from engine.model import save_model
+    def save(self, epoch: int, **extra) -> None:
+        from engine.model import save_model  # not at the top, for NumPy's sake: see run_job
 
         # Written next to the run's model under a name of its own; the server moves it into place
         # once it has stored the epoch, so the model on disk never runs ahead of the record.
         path = pending_model_path(self.job.model_path, epoch)
-        save_model(self.trainer.model, path, {"run_id": self.job.run_id, "epoch": epoch, **extra})
-        self.events.put({"event": "checkpoint", "epoch": epoch, "path": str(path)})
+        save_model(self.model, path, {"run_id": self.job.run_id, "epoch": epoch, **extra})
+        self.send(Checkpoint(epoch, str(path)))
 
 
 def pending_model_path(model_path: Path, epoch: int) -> Path:
     """Where a worker saves the checkpoint of `epoch` before the server takes it over."""
     return model_path.with_name(f"{model_path.stem}.epoch-{epoch}{PENDING_SUFFIX}")
-
-
-PENDING_SUFFIX = ".part.npz"
-
-
-def _fields(event) -> dict[str, Any]:
-    from engine.events import event_to_dict
-
-    fields = event_to_dict(event)
-    fields.pop("event", None)
-    return fields
 
 
 def _exit_with_parent() -> None:

@@ -57,9 +57,9 @@ def measure(variant: str, preset: str, epochs: int, data_dir: str | None,
             subset: tuple[int | None, int | None] = (None, None)) -> dict:
     """Train `preset` for `epochs` epochs the `variant` way (on the first `subset` training and
     test digits, None: all); times in seconds."""
+    from engine.config import preset_config
     from engine.data import load_mnist
     from engine.pipeline import BatchPipeline
-    from engine.presets import preset_config
     from engine.trainer import Trainer
 
     config = preset_config(preset).replace(epochs=epochs)

@@ -34,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import cpu_seconds, raised_priority  # noqa: E402
-from tests.app.liveserver import LiveServer, wait_for  # noqa: E402
+from tests.app.liveserver import LiveServer  # noqa: E402
+from tests.waiting import wait_for  # noqa: E402
 
 
 def request_bytes(port: int, body: bytes) -> bytes:

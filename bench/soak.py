@@ -31,7 +31,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.predict_load import load, payload_for  # noqa: E402
-from tests.app.liveserver import LiveServer, wait_for  # noqa: E402
+from tests.app.liveserver import LiveServer  # noqa: E402
+from tests.waiting import wait_for  # noqa: E402
 
 FINAL = ("stopped", "completed", "failed", "interrupted")
 LONG_EPOCHS = 1000  # the engine's maximum: the run trains until the soak stops it

@@ -39,10 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.numpy_floor import NumpyFloor, supports
-from engine.cli import UsageError, add_data_dir, load_data
-from engine.config import TrainConfig
+from engine.cli import UsageError, load_data
+from engine.config import TrainConfig, preset_config
 from engine.control import TrainingControl
-from engine.presets import preset_config
 from engine.schedules import learning_rate
 
 BATCH_SIZE = 128
@@ -428,33 +427,11 @@ def format_report(result: dict) -> list[str]:
     return lines
 
 
-# --- the `mnist-lab bench` command ---------------------------------------------------------------
-def add_bench_command(commands) -> None:
-    """Register `mnist-lab bench` on the console script's subcommands."""
-    bench = commands.add_parser(
-        "bench",
-        help="time one training epoch against the BLAS limit (and PyTorch, if installed)",
-        description="Train a preset's architecture (default: `default`) on real MNIST for a few "
-        "epochs (batch 128, no augmentation) and "
-        "compare the median epoch time with the time its matrix multiplications alone need at the "
-        "sgemm speed measured in the same run, and with the same loop in PyTorch when it is installed.",
-    )
-    bench.add_argument("--epochs", type=int, default=3, metavar="N",
-                       help="timed epochs per engine (default 3; medians are reported)")
-    bench.add_argument("--preset", default="default", metavar="NAME",
-                       help="whose architecture and optimiser to time (default: default; "
-                       "`notebook` is the 784-128-10 model of the original notebook)")
-    bench.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-    bench.add_argument("--json", action="store_true", help="one JSON object on the last line")
-    add_data_dir(bench)
-    bench.set_defaults(func=cmd_bench)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
+# --- the `mnist-lab bench` command (registered by app/cli.py) --------------------------------------
+def run_command(args: argparse.Namespace) -> int:
+    """`mnist-lab bench` with its parsed options."""
     from engine.presets import PRESETS
 
-    if not 1 <= args.epochs <= 100:
-        raise UsageError(f"--epochs must be between 1 and 100, got {args.epochs}")
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; available presets: {', '.join(PRESETS)}")
     data = load_data(args)

@@ -1,18 +1,33 @@
-"""`mnist-lab` commands that need only the engine: fetch-data, presets, train, evaluate, bench.
+"""`mnist-lab` commands that need only the engine: fetch-data, presets, train, evaluate.
 
-`app.cli` adds `serve` on top of this parser, so the console script has one entry point.
+`app.cli` adds `serve` and `bench` on top of this parser, so the console script has one entry
+point. Each command imports the engine modules it runs (NumPy and all) inside its function, so
+that `mnist-lab --help` or `presets` starts in a blink.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from engine.config import (
+    ACTIVATIONS,
+    INITS,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    ConfigError,
+    TrainConfig,
+    preset_config,
+)
+from engine.presets import PRESETS
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -33,8 +48,6 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def _log_to_stderr(logger_name: str, quiet: bool) -> None:
     """Show an engine module's log records as plain lines on stderr ("warning: ...")."""
-    import logging
-
     class LowercaseLevel(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
             return f"{record.levelname.lower()}: {record.getMessage()}"
@@ -76,12 +89,10 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from engine.presets import PRESETS
-
     if args.json:
         for preset in PRESETS.values():
             print(json.dumps({"name": preset.name, "description": preset.description,
-                              "config": preset.config.to_dict()}))
+                              "config": preset_config(preset.name).to_dict()}))
         return 0
     width = max(len(name) for name in PRESETS)
     for preset in PRESETS.values():
@@ -121,9 +132,16 @@ AUGMENT_OPTIONS = (  # (option, AugmentConfig field, metavar, help)
 )
 
 
-def _add_train_parser(commands) -> None:
-    from engine.config import ACTIVATIONS, INITS, LR_SCHEDULES, OPTIMIZERS
+def config_flags() -> dict[str, str]:
+    """Config field -> the `mnist-lab train` option that sets it ('augmentation.<name>' for the
+    augmentation fields; a boolean field also has its `--no-` form). The dashboard's "Copy CLI
+    command" reads this through GET /api/options, so the mapping lives here only."""
+    flags = {field: f"--{option.replace('_', '-')}" for option, field in TRAIN_OPTIONS.items()}
+    flags |= {f"augmentation.{field}": f"--{option}" for option, field, _, _ in AUGMENT_OPTIONS}
+    return flags
 
+
+def _add_train_parser(commands) -> None:
     train = commands.add_parser(
         "train",
         help="train a model on MNIST in the terminal",
@@ -162,17 +180,13 @@ def _add_train_parser(commands) -> None:
     out = train.add_argument_group("output")
     out.add_argument("--save", type=Path, metavar="PATH", help="write the trained model (.npz) here")
     out.add_argument("--json", action="store_true",
-                     help="one JSON object per event on stdout (iteration, epoch, end)")
+                     help="one JSON object per event on stdout (start, iteration, epoch, end)")
     add_data_dir(train)
     train.set_defaults(func=cmd_train)
 
 
 def train_config_from_args(args: argparse.Namespace):
     """The TrainConfig the options ask for; UsageError (exit 2) with the reason if it is invalid."""
-    import dataclasses
-
-    from engine.config import ConfigError, TrainConfig
-
     overrides = {field: getattr(args, option) for option, field in TRAIN_OPTIONS.items()
                  if getattr(args, option) is not None}
     augment = {field: getattr(args, f"augment_{field}") for _, field, _, _ in AUGMENT_OPTIONS
@@ -200,64 +214,6 @@ def _check_save_path(path: Path | None) -> None:
         raise UsageError(f"--save {path}: cannot write in {existing}; choose a writable folder")
 
 
-class JsonLines:
-    """Listener: every event as one JSON object on a line of `stream`."""
-
-    def __init__(self, stream=None):
-        self.stream = stream if stream is not None else sys.stdout
-
-    def __call__(self, event) -> None:
-        from engine.events import event_to_dict
-
-        self.stream.write(json.dumps(event_to_dict(event), allow_nan=False) + "\n")
-        if event.event != "iteration":
-            self.stream.flush()
-
-
-class EpochReport:
-    """Listener: a progress bar per epoch (stderr, with ETA) and one line per finished epoch,
-    in the notebook's words: `epoch 3/10  training_loss 0.1234  validation_acc 0.9712 ...`."""
-
-    def __init__(self, epochs: int, steps_per_epoch: int, stream=None):
-        self.epochs = epochs
-        self.steps_per_epoch = steps_per_epoch
-        self.stream = stream if stream is not None else sys.stdout
-        self.bar = None
-
-    def __call__(self, event) -> None:
-        from tqdm import tqdm
-
-        if event.event == "iteration":
-            if self.bar is None:
-                self.bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {event.epoch}/{self.epochs}",
-                                unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True,
-                                disable=None)  # no bar when stderr is not a terminal
-            self.bar.update(1)
-            if event.step % 25 == 0:
-                self.bar.set_postfix_str(f"loss {event.loss:.4f}", refresh=False)
-            return
-        self.close()
-        if event.event == "epoch":
-            print(f"epoch {event.epoch}/{self.epochs}  training_loss {event.train_loss:.4f}  "
-                  f"training_acc {event.train_accuracy:.4f}  validation_loss {event.val_loss:.4f}  "
-                  f"validation_acc {event.val_accuracy:.4f}  lr {event.learning_rate:.4g}  "
-                  f"{event.duration_s:.1f}s", file=self.stream, flush=True)
-        elif event.event == "end":
-            if event.status == "completed":
-                print(f"test_accuracy {event.test_accuracy:.4f}  ({event.epochs_completed} epochs in "
-                      f"{event.duration_s:.1f}s)", file=self.stream, flush=True)
-            elif event.status == "stopped":
-                accuracy = "" if event.test_accuracy is None else (
-                    f"  test_accuracy {event.test_accuracy:.4f}")
-                print(f"stopped after {event.steps_completed} steps ({event.epochs_completed} full "
-                      f"epochs){accuracy}", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 @contextlib.contextmanager
 def stop_on_interrupt(control):
     """While training, the first Ctrl-C asks the trainer to stop after the current iteration
@@ -282,6 +238,7 @@ def stop_on_interrupt(control):
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.control import TrainingControl
     from engine.model import save_model
+    from engine.reporters import EpochReport, JsonLines
     from engine.trainer import Trainer
 
     config = train_config_from_args(args)
@@ -291,9 +248,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
 
     control = TrainingControl()
-    trainer = Trainer(config, data, control=control)
-    report = JsonLines() if args.json else EpochReport(config.epochs, trainer.steps_per_epoch)
-    trainer.listeners.append(report)
+    report = JsonLines() if args.json else EpochReport()
+    trainer = Trainer(config, data, [report], control)
     if not args.json:
         layers = "-".join(str(n) for n in (784, *config.hidden_layers, 10))
         print(f"training {layers} ({config.preset or 'custom'}: {config.optimizer} lr "

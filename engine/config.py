@@ -7,9 +7,12 @@ A config is a preset plus overrides. `TrainConfig.from_dict` validates every fie
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from engine.presets import PRESETS
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 INITS = ("auto", "he", "glorot", "notebook")
@@ -130,8 +133,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None = None) -> TrainConfig:
         """Build a config from a preset name plus overrides, validating every field."""
-        from engine.presets import preset_config  # presets are defined in terms of this class
-
         if data is not None and not isinstance(data, dict):
             raise ConfigError(
                 f"a config must be a JSON object like {{\"preset\": \"default\"}}, "
@@ -153,6 +154,14 @@ class TrainConfig:
         values = self.to_dict()
         values.update(changes)
         return _validated(values)
+
+
+@functools.cache
+def preset_config(name: str) -> TrainConfig:
+    """The TrainConfig of a preset (engine.presets), or a ConfigError listing the presets that exist."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    return _validated({**TrainConfig().to_dict(), **PRESETS[name].fields, "preset": name})
 
 
 # --- validation --------------------------------------------------------------------------------

@@ -1,26 +1,42 @@
 """What the trainer reports. One mechanism: the trainer calls each listener with these events.
 
-The CLI's progress bar, the server's worker (which forwards them to the WebSocket stream) and the
-tests are all just listeners. Every float in an event is finite: NaN never leaks out.
+The CLI's reporters, the server's worker (which forwards them across the process boundary) and the
+tests are all just listeners; a listener dispatches on the event's type (`match event: case
+EpochEvent(): ...`). Each class's `event` names its kind where an event becomes JSON (`--json`, the
+worker's wire); it is a class constant, not a field, so `dataclasses.fields(EpochEvent)` are
+exactly an epoch's metrics (the server's store, API schema and CSV are built from them). Every
+float in an event is finite: NaN never leaks out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class StartEvent:
+    """Training begins: `epochs` of `steps_per_epoch` steps over `train_samples` digits."""
+
+    epochs: int
+    steps_per_epoch: int
+    train_samples: int
+    test_samples: int
+    event: ClassVar[str] = "start"
 
 
 @dataclass(frozen=True)
 class IterationEvent:
-    """One optimisation step. `step` counts from 0 across the whole run; `epoch` from 1."""
+    """One optimisation step on `samples` digits. `step` counts from 0 across the whole run;
+    `epoch` from 1."""
 
     epoch: int
     step: int
     loss: float
     learning_rate: float
-    samples_per_second: float
-    event: Literal["iteration"] = "iteration"
+    samples: int
+    event: ClassVar[str] = "iteration"
 
 
 @dataclass(frozen=True)
@@ -34,7 +50,17 @@ class EpochEvent:
     val_accuracy: float
     duration_s: float
     learning_rate: float
-    event: Literal["epoch"] = "epoch"
+    event: ClassVar[str] = "epoch"
+
+
+@dataclass(frozen=True)
+class PauseEvent:
+    """A pause took effect (`paused` True) or the run resumed (`paused` False), between iterations."""
+
+    epoch: int
+    step: int
+    paused: bool
+    event: ClassVar[str] = "pause"
 
 
 @dataclass(frozen=True)
@@ -50,25 +76,28 @@ class EndEvent:
     steps_completed: int
     test_accuracy: float | None
     duration_s: float
-    event: Literal["end"] = "end"
+    event: ClassVar[str] = "end"
 
 
-@dataclass(frozen=True)
-class PauseEvent:
-    """A pause took effect (`paused` True) or the run resumed (`paused` False), between iterations."""
+Event = StartEvent | IterationEvent | EpochEvent | PauseEvent | EndEvent
 
-    epoch: int
-    step: int
-    paused: bool
-    event: Literal["pause"] = "pause"
-
-
-Event = IterationEvent | EpochEvent | PauseEvent | EndEvent
+EPOCH_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(EpochEvent))
+"""An epoch's metrics, in order: the one list the store's columns, the API's Epoch schema and the
+CSV export are made from."""
 
 
 class Listener(Protocol):
     def __call__(self, event: Event) -> None: ...
 
 
+@runtime_checkable
+class Binding(Protocol):
+    """A listener that needs the trainer itself (to read its model, say: a checkpoint writer)
+    defines `bind`; the trainer calls it once, when it is built, before any event."""
+
+    def bind(self, trainer: Any) -> None: ...
+
+
 def event_to_dict(event: Event) -> dict[str, Any]:
-    return dataclasses.asdict(event)
+    """The event as JSON-ready data: its kind under "event", then its fields."""
+    return {"event": event.event, **dataclasses.asdict(event)}

@@ -1,12 +1,16 @@
 """Layers of a multi-layer perceptron, each with its forward pass and its backward pass side by side.
 
-Every layer maps a batch `x` of shape (batch, features) to `y`. `backward(dy)` receives dL/dy, stores
-dL/d(parameter) in each `Parameter.grad` and returns dL/dx: the chain rule, one layer at a time.
-All arrays are float32 unless a caller asks for float64 (the gradient checks do).
+Every layer maps a batch `x` of shape (batch, features) to `y`, and follows one idiom:
 
-Speed without obscurity: in training mode a layer writes its output into a buffer it owns and reuses
-next step (`Layer.buffer`), and `backward` may overwrite the `dy` it is given. Inference
-(`training=False`) always returns fresh arrays, so predictions can be kept and shared across threads.
+    forward(x, training)  y. In training it also remembers what its backward pass needs (its
+                          input, its output or a mask); at inference (training=False) it remembers
+                          nothing, so predictions may run in any thread while the model trains.
+    backward(dy)          dL/dx from dL/dy (the chain rule, one layer at a time), and dL/dθ into
+                          each `Parameter.grad`. It never writes into the `dy` it is given.
+
+All arrays are float32 unless a caller asks for float64 (the gradient checks do). Speed without
+obscurity: in training, Dense and ReLU write their output and input gradient into buffers they own
+and reuse next step (`Layer.buffer`), so a step of the usual network allocates almost nothing.
 """
 
 from __future__ import annotations
@@ -43,13 +47,14 @@ class Layer:
         return dy
 
     def state(self) -> dict[str, np.ndarray]:
-        """Arrays to save with the model (parameters plus any running statistics)."""
+        """The arrays saved with the model (parameters plus any running statistics), by name:
+        the layer's own arrays, so that loading writes into them."""
         return {}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        own = self.state()
         for name, array in arrays.items():
-            target = getattr(self, name)
-            target.value[...] = array
+            own[name][...] = array
 
 
 # --- Dense ----------------------------------------------------------------------------------------
@@ -127,7 +132,7 @@ class ReLU(Layer):
         return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return np.multiply(dy, self._y > 0, out=dy)  # in place: one pass, no new array
+        return np.multiply(dy, self._y > 0, out=self.buffer("dx", dy.shape, dy.dtype))
 
 
 class LeakyReLU(Layer):
@@ -137,21 +142,29 @@ class LeakyReLU(Layer):
         self.alpha = alpha
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._negative = x < 0
-        return np.where(self._negative, x * x.dtype.type(self.alpha), x)
+        negative = x < 0
+        if training:
+            self._negative = negative
+        return np.where(negative, x * x.dtype.type(self.alpha), x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return np.where(self._negative, dy * dy.dtype.type(self.alpha), dy)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x), split by sign so that exp never overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
 class Sigmoid(Layer):
     """y = 1 / (1 + e^-x); dy/dx = y (1 - y)."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        # Split by sign so that exp never overflows.
-        e = np.exp(-np.abs(x))
-        self._y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        return self._y
+        y = sigmoid(x)
+        if training:
+            self._y = y
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy * self._y * (1 - self._y)
@@ -161,8 +174,10 @@ class Tanh(Layer):
     """y = tanh(x); dy/dx = 1 - y²."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._y = np.tanh(x)
-        return self._y
+        y = np.tanh(x)
+        if training:
+            self._y = y
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy * (1 - self._y * self._y)
@@ -180,7 +195,9 @@ class Dropout(Layer):
         self._mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if not training or self.p == 0.0:
+        if not training:
+            return x
+        if self.p == 0.0:
             self._mask = None
             return x
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
@@ -194,28 +211,31 @@ class Dropout(Layer):
 class BatchNorm(Layer):
     """Batch normalisation (Ioffe & Szegedy 2015): x̂ = (x - μ_B) / sqrt(σ²_B + ε), y = γ x̂ + β.
 
-    Training uses the batch statistics and updates running averages; inference uses the running
-    averages. Backward: dx = (γ / σ) (dy - mean(dy) - x̂ mean(dy x̂)), dγ = Σ dy x̂, dβ = Σ dy.
+    Training uses the batch statistics and updates the running averages μ ← m μ + (1 - m) μ_B,
+    σ² ← m σ² + (1 - m) σ²_B; inference uses the running averages. They are statistics, not
+    parameters: plain arrays that no optimiser sees, saved with the model.
+    Backward: dx = (γ / σ) (dy - mean(dy) - x̂ mean(dy x̂)), dγ = Σ dy x̂, dβ = Σ dy.
     """
 
     def __init__(self, n: int, momentum: float = 0.9, eps: float = 1e-5, dtype=np.float32):
         self.gamma = Parameter(np.ones(n, dtype=dtype), decay=False)
         self.beta = Parameter(np.zeros(n, dtype=dtype), decay=False)
         self.parameters = (self.gamma, self.beta)
-        self.running_mean = Parameter(np.zeros(n, dtype=dtype))
-        self.running_var = Parameter(np.ones(n, dtype=dtype))
+        self.running_mean = np.zeros(n, dtype=dtype)
+        self.running_var = np.ones(n, dtype=dtype)
         self.momentum = momentum
         self.eps = eps
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if training:
-            mean = x.mean(axis=0)
-            var = x.var(axis=0)
-            m = self.momentum
-            self.running_mean.value[...] = m * self.running_mean.value + (1 - m) * mean
-            self.running_var.value[...] = m * self.running_var.value + (1 - m) * var
-        else:
-            mean, var = self.running_mean.value, self.running_var.value
+        if not training:
+            x_hat = (x - self.running_mean) * (1.0 / np.sqrt(self.running_var + self.eps))
+            return x_hat * self.gamma.value + self.beta.value
+        mean, var = x.mean(axis=0), x.var(axis=0)
+        m = self.momentum
+        self.running_mean *= m
+        self.running_mean += (1 - m) * mean
+        self.running_var *= m
+        self.running_var += (1 - m) * var
         self._inv_std = 1.0 / np.sqrt(var + self.eps)
         self._x_hat = (x - mean) * self._inv_std
         return self._x_hat * self.gamma.value + self.beta.value
@@ -233,8 +253,8 @@ class BatchNorm(Layer):
         return {
             "gamma": self.gamma.value,
             "beta": self.beta.value,
-            "running_mean": self.running_mean.value,
-            "running_var": self.running_var.value,
+            "running_mean": self.running_mean,
+            "running_var": self.running_var,
         }
 
 

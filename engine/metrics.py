@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.model import N_CLASSES, Sequential
+from engine.digits import N_CLASSES
+from engine.model import Sequential
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,11 @@ def normalise(images: np.ndarray, dtype=np.float32) -> np.ndarray:
     return x
 
 
+EVALUATION_BATCH = 2000  # digits per forward pass: bounds the memory an evaluation needs
+
+
 def evaluate(model: Sequential, images: np.ndarray, labels: np.ndarray,
-             batch_size: int = 2000, threads: int = 1) -> Evaluation:
+             batch_size: int = EVALUATION_BATCH, threads: int = 1) -> Evaluation:
     """Mean cross-entropy (natural log) and accuracy over every sample, last partial batch included.
 
     With `threads` > 1 the batches are shared out among that many threads (NumPy's products run

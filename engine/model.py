@@ -18,10 +18,8 @@ import numpy as np
 
 import engine
 from engine.config import ConfigError, TrainConfig
+from engine.digits import N_CLASSES, N_INPUTS
 from engine.layers import ACTIVATION_LAYERS, BatchNorm, Dense, Dropout, Layer, Parameter, Softmax
-
-N_INPUTS = 28 * 28
-N_CLASSES = 10
 
 
 class ModelError(ValueError):

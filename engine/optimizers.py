@@ -6,6 +6,7 @@ L2 weight decay adds λ·w to the gradient of every parameter marked `decay` (we
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
@@ -13,6 +14,8 @@ from engine.layers import Parameter
 
 
 class Optimizer(ABC):
+    state_arrays: ClassVar[int]  # arrays of state it keeps per parameter (memory, not math)
+
     def __init__(self, parameters: list[Parameter], weight_decay: float = 0.0):
         self.parameters = list(parameters)
         self.weight_decay = weight_decay
@@ -34,6 +37,8 @@ class Optimizer(ABC):
 class SGD(Optimizer):
     """w ← w - η g."""
 
+    state_arrays = 0
+
     def step(self, learning_rate: float) -> None:
         for p, scratch in zip(self.parameters, self.scratch, strict=True):
             p.value -= np.multiply(self.gradient(p), learning_rate, out=scratch)
@@ -41,6 +46,8 @@ class SGD(Optimizer):
 
 class Momentum(Optimizer):
     """Heavy ball: v ← μ v + g, w ← w - η v.  Nesterov: w ← w - η (g + μ v) with the new v."""
+
+    state_arrays = 1  # v
 
     def __init__(self, parameters, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0):
@@ -64,8 +71,13 @@ class Momentum(Optimizer):
 
 
 class Adam(Optimizer):
-    """Kingma & Ba (2015): m ← β1 m + (1-β1) g, v ← β2 v + (1-β2) g²,
-    w ← w - η m̂ / (sqrt(v̂) + ε) with bias-corrected m̂ = m/(1-β1^t), v̂ = v/(1-β2^t)."""
+    """Kingma & Ba (2015), Algorithm 1:
+        m ← β1 m + (1-β1) g          v ← β2 v + (1-β2) g²
+        m̂ = m / (1-β1^t)            v̂ = v / (1-β2^t)
+        w ← w - η m̂ / (sqrt(v̂) + ε)
+    """
+
+    state_arrays = 2  # m and v
 
     def __init__(self, parameters, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -77,22 +89,25 @@ class Adam(Optimizer):
 
     def step(self, learning_rate: float) -> None:
         self.t += 1
-        correction1 = 1 - self.beta1**self.t
-        correction2 = 1 - self.beta2**self.t
-        # Fold both bias corrections into the step size: η_t = η sqrt(1-β2^t) / (1-β1^t).
-        step_size = learning_rate * np.sqrt(correction2) / correction1
-        eps = self.eps * np.sqrt(correction2)
+        beta1, beta2, t = self.beta1, self.beta2, self.t
         for p, m, v, scratch in zip(self.parameters, self.m, self.v, self.scratch, strict=True):
             g = self.gradient(p)
-            m *= self.beta1
-            m += np.multiply(g, 1 - self.beta1, out=scratch)
-            v *= self.beta2
-            v += np.multiply(np.square(g, out=scratch), 1 - self.beta2, out=scratch)
-            denominator = np.sqrt(v, out=scratch)
-            denominator += eps
-            update = np.divide(m, denominator, out=scratch)
-            update *= step_size
+            m *= beta1
+            m += np.multiply(g, 1 - beta1, out=scratch)
+            v *= beta2
+            v += np.multiply(np.square(g, out=scratch), 1 - beta2, out=scratch)
+            # The step, one pass at a time in the scratch array (a step allocates nothing):
+            update = np.divide(v, 1 - beta2**t, out=scratch)  # v̂
+            np.sqrt(update, out=update)
+            update += self.eps  # sqrt(v̂) + ε
+            np.divide(m, update, out=update)  # m / (sqrt(v̂) + ε)
+            update *= learning_rate / (1 - beta1**t)  # η m̂ / (sqrt(v̂) + ε)
             p.value -= update
+
+
+OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "momentum": Momentum, "nesterov": Momentum, "adam": Adam,
+}
 
 
 def make_optimizer(name: str, parameters, momentum: float = 0.9, weight_decay: float = 0.0

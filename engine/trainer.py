@@ -11,6 +11,10 @@
         evaluate on every test sample                           → EpochEvent
     → EndEvent (completed, stopped, or failed with a reason)
 
+Listeners are given to the constructor; one that needs the trainer itself (its model, say) has a
+`bind(trainer)` method, called once before any event. The loop measures nothing about its own
+speed: `engine.throughput.Throughput` is a listener that times the steps.
+
 The batches are shuffled, gathered and distorted ahead in a second process (engine/pipeline.py),
 and the evaluation runs on two threads: the second core works while this one trains.
 
@@ -28,9 +32,18 @@ import numpy as np
 
 from engine.config import TrainConfig
 from engine.control import TrainingControl
-from engine.events import EndEvent, EpochEvent, Event, IterationEvent, Listener, PauseEvent
+from engine.events import (
+    Binding,
+    EndEvent,
+    EpochEvent,
+    Event,
+    IterationEvent,
+    Listener,
+    PauseEvent,
+    StartEvent,
+)
 from engine.losses import SoftmaxCrossEntropy
-from engine.metrics import evaluate
+from engine.metrics import EVALUATION_BATCH, evaluate
 from engine.model import Sequential, build_model
 from engine.optimizers import make_optimizer
 from engine.pipeline import BatchPipeline
@@ -41,9 +54,8 @@ from engine.schedules import learning_rate
 # stays finite (dead ReLUs keep it so), hence a bound and not only a NaN check.
 DIVERGED_LOSS = 100.0
 # Evaluation runs on the trainer's thread and a second one (the core that prepares batches is idle
-# then, every slot it may fill full), each on batches of 1000: the memory of one batch of 2000.
+# then, every slot it may fill full), each on half an evaluation batch: the memory of one.
 EVALUATION_THREADS = 2
-EVALUATION_BATCH = 1000
 
 
 class Trainer:
@@ -76,6 +88,9 @@ class Trainer:
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
         self._validated: tuple[int, float] | None = None  # (step, accuracy) of the last validation
+        for listener in self.listeners:
+            if isinstance(listener, Binding):
+                listener.bind(self)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -94,13 +109,17 @@ class Trainer:
 
     def _evaluate(self):
         return evaluate(self.model, self.data.test_images, self.data.test_labels,
-                        batch_size=EVALUATION_BATCH, threads=EVALUATION_THREADS)
+                        batch_size=EVALUATION_BATCH // EVALUATION_THREADS,
+                        threads=EVALUATION_THREADS)
 
     def run(self) -> EndEvent:
         """Train until done, stopped or diverged; the final EndEvent is also returned."""
         started = time.perf_counter()
         status, reason = "completed", None
         try:
+            self.emit(StartEvent(epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch,
+                                 train_samples=len(self.data.train_labels),
+                                 test_samples=len(self.data.test_labels)))
             with self._prepare_batches() as batches:
                 for epoch in range(1, self.config.epochs + 1):
                     outcome = self._train_epoch(epoch, batches)
@@ -133,8 +152,6 @@ class Trainer:
         n = len(data.train_labels)
         started = time.perf_counter()
         loss_sum, correct = 0.0, 0
-        samples_per_second = 0.0
-        last = started
         for index, (x, y) in enumerate(batches.epoch(epoch)):
             if self.control.checkpoint(lambda paused: self.emit(
                     PauseEvent(epoch=epoch, step=self.step, paused=paused))):
@@ -156,12 +173,8 @@ class Trainer:
 
             loss_sum += loss * len(y)
             correct += int(np.count_nonzero(self.loss.probabilities.argmax(axis=1) == y))
-            now = time.perf_counter()
-            rate = len(y) / max(now - last, 1e-9)
-            samples_per_second = rate if index == 0 else 0.9 * samples_per_second + 0.1 * rate
-            last = now
             self.emit(IterationEvent(epoch=epoch, step=self.step, loss=loss, learning_rate=lr,
-                                     samples_per_second=samples_per_second))
+                                     samples=len(y)))
             self.step += 1
 
         validation = self._evaluate()

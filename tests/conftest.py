@@ -9,6 +9,18 @@ import pytest
 
 from engine.data import DataFormatError, MnistData, MnistUnavailableError, read_mnist_dir
 
+# The Docker image test needs root and starts a daemon: `make test-docker` runs it
+# (`pytest tests/docker`, a path given explicitly is collected); a plain `pytest` leaves it out.
+collect_ignore = ["docker"]
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that asks for real MNIST is an `mnist` test, marked or not: `make test-fast`
+    (-m "not mnist and not browser") never reads or trains on it."""
+    for item in items:
+        if {"mnist_dir", "mnist_data"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mnist)
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

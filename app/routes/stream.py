@@ -9,7 +9,7 @@ import contextlib
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.broadcast import Deleted, Revision, StreamLimits, Watcher, dumps
-from app.runs import RunNotFound
+from app.runs.errors import RunNotFound
 
 router = APIRouter()
 

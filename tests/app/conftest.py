@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,9 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from app.main import create_app
+from app.runs.state import ACTIVE_STATUSES
 from app.settings import Settings
+from tests.waiting import wait_for
 
 TRAIN_SUBSET = 2000
 TEST_SUBSET = 1000
@@ -24,13 +25,10 @@ def small_settings(data_dir: Path, **overrides) -> Settings:
 
 
 def wait_until_finished(client: TestClient, run_id: int, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished():
         run = client.get(f"/api/runs/{run_id}").json()
-        if run["status"] not in ("queued", "running", "paused"):
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} did not finish within {timeout}s")
+        return run if run["status"] not in ACTIVE_STATUSES else None
+    return wait_for(finished, timeout, 0.1, f"run {run_id} to finish")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.waiting import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -138,18 +140,6 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; returns it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def wait_for_status(client: httpx.Client, run_id: int, statuses: set[str], timeout: float) -> dict:

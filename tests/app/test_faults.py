@@ -21,7 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from engine.model import load_model
-from tests.app.liveserver import LiveServer, strict_json, wait_for, wait_for_status
+from tests.app.liveserver import LiveServer, strict_json, wait_for_status
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.mnist
 

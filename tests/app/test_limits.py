@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import subprocess
-import sys
 
 import httpx
-import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from app.limits import (
-    LimitExceeded,
-    StreamSlots,
-    check_capacity,
-    check_run_config,
-    estimated_memory_bytes,
-    parameter_count,
-)
+from app.limits import LimitExceeded, StreamSlots, check_capacity, check_run_config
 from app.settings import Settings
 from engine.config import TrainConfig
-from engine.model import build_model
-from tests.app.liveserver import REPO, LiveServer, strict_json, wait_for, wait_for_status
+from engine.footprint import estimated_memory_bytes
+from tests.app.liveserver import LiveServer, strict_json, wait_for_status
+from tests.waiting import wait_for
 
 
 def config(**values) -> TrainConfig:
@@ -39,17 +28,6 @@ def refusal(settings: Settings, cfg: TrainConfig) -> LimitExceeded:
 
 
 # --- run configs -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("values", [
-    {"hidden_layers": [256, 128]},
-    {"hidden_layers": [64, 64, 64], "batch_norm": True},
-    {"hidden_layers": []},
-])
-def test_parameter_count_matches_the_built_model(values):
-    cfg = config(**values)
-    model = build_model(cfg, np.random.default_rng(0))
-    assert parameter_count(cfg) == sum(parameter.value.size for parameter in model.parameters())
-
-
 def test_each_size_limit_names_itself(tmp_path):
     settings = Settings(data_dir=tmp_path, max_hidden_layers=2, max_units_per_layer=100,
                         max_epochs=5, max_batch_size=64, max_parameters=50_000)
@@ -76,61 +54,12 @@ def test_a_run_needing_too_much_memory_is_refused(tmp_path):
     check_run_config(cfg, Settings(data_dir=tmp_path, max_run_memory_mb=8192))
 
 
-def test_memory_estimate_grows_with_what_costs_memory():
-    small = estimated_memory_bytes(config(hidden_layers=[128], batch_size=128, optimizer="sgd"))
-    assert estimated_memory_bytes(config(hidden_layers=[128], batch_size=128, optimizer="adam")) > small
-    assert estimated_memory_bytes(config(hidden_layers=[128], batch_size=8192, optimizer="sgd")) > small
-    assert estimated_memory_bytes(config(hidden_layers=[1024], batch_size=128, optimizer="sgd")) > small
-    plain = config(hidden_layers=[128], augmentation={})
-    assert not plain.augmentation.enabled
-    assert estimated_memory_bytes(config(hidden_layers=[128], augmentation={"elastic_alpha": 34})) > \
-        estimated_memory_bytes(plain)
-
-
-# Peak resident memory of the training process itself: VmHWM belongs to the process's own address
-# space. (ru_maxrss would not do: Linux carries it over from the parent at fork, through exec, so
-# a child of a pytest process that had grown to 850 MB "peaked" at 850 MB before doing anything.)
-MEASURE_PEAK = """
-import json, sys
-from pathlib import Path
-from app.dataset import load_data
-from engine.config import TrainConfig
-from engine.control import TrainingControl
-from engine.trainer import Trainer
-
-config = TrainConfig.from_dict(json.loads(sys.argv[1]))
-control = TrainingControl()
-steps = []
-def listener(event):
-    if event.event == "iteration":
-        steps.append(event.step)
-        if len(steps) == 3:
-            control.stop()
-Trainer(config, load_data(Path(sys.argv[2]), 4096, 2000), [listener], control).run()
-peak_kb = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(int(peak_kb) * 1024)
-"""
-
-
-@pytest.mark.mnist
-def test_memory_estimate_is_above_a_real_training_process_peak(tmp_path, mnist_dir):
-    """Three real training steps (and the evaluation after them) in a fresh process, as a worker
-    does them: its peak resident memory stays under the estimate the server refuses runs by."""
-    values = {"hidden_layers": [1024, 1024], "batch_size": 2048, "optimizer": "adam",
-              "augmentation": {"shift": 2, "rotation": 10, "scale": 0.1, "thickness": 0.3}}
-    done = subprocess.run([sys.executable, "-c", MEASURE_PEAK, json.dumps(values), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env={**os.environ, "MNIST_DIR": str(mnist_dir)})
-    assert done.returncode == 0, done.stderr
-    peak = int(done.stdout.strip().splitlines()[-1])
-    assert peak < estimated_memory_bytes(config(**values)), (peak, estimated_memory_bytes(config(**values)))
-
-
 def test_presets_fit_the_default_limits(tmp_path):
+    from engine.config import preset_config
     from engine.presets import PRESETS
 
     for preset in PRESETS.values():
-        check_run_config(preset.config, Settings(data_dir=tmp_path))
+        check_run_config(preset_config(preset.name), Settings(data_dir=tmp_path))
 
 
 def test_capacity_queue_then_runs_kept(tmp_path):

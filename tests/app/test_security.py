@@ -22,7 +22,7 @@ from app.security import (
     rate_per_second,
 )
 from app.settings import Settings, SettingsError
-from tests.app.liveserver import REPO, LiveServer, free_port, strict_json
+from tests.app.liveserver import REPO, LiveServer, free_port, strict_json, wait_for_status
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -270,10 +270,7 @@ def test_a_model_file_with_a_pickle_inside_is_refused_not_executed(tmp_path, mni
     with LiveServer(tmp_path / "data", env=env) as server, \
             httpx.Client(base_url=server.url, timeout=30) as client:
         run_id = client.post("/api/runs", json={"hidden_layers": [8], "epochs": 1}).json()["id"]
-        deadline = time.monotonic() + 60
-        while client.get(f"/api/runs/{run_id}").json()["status"] != "completed":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        assert wait_for_status(client, run_id, {"completed", "failed"}, 60)["status"] == "completed"
         pixels = {"pixels": [0.0] * 784, "run_id": run_id}
         assert client.post("/predict", json=pixels).status_code == 200
         model_path = tmp_path / "data" / "models" / f"run-{run_id}.npz"

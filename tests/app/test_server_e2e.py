@@ -14,8 +14,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from engine.model import load_model
 from tests.app.conftest import TEST_SUBSET, TRAIN_SUBSET, digit_png
-from tests.app.liveserver import LiveServer, strict_json, wait_for, wait_for_status
+from tests.app.liveserver import LiveServer, strict_json, wait_for_status
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]
 TERMINAL = {"stopped", "completed", "failed", "interrupted"}
@@ -115,6 +117,9 @@ def test_stream_refuses_unknown_runs_and_bad_after(live):
 def test_pause_resume_stop(live):
     server, client = live
     run = start_run(client, epochs=200, batch_size=25, seed=2)
+    streamed: list[dict] = []
+    watcher = threading.Thread(target=lambda: streamed.extend(watch(server, run["id"])))
+    watcher.start()
     wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["progress"]["step"] > 20, 60,
              what="the run to take steps")
     paused = client.post(f"/api/runs/{run['id']}/pause")
@@ -123,8 +128,6 @@ def test_pause_resume_stop(live):
     # The answer comes once the worker has stopped between two steps, with every step stored.
     before = len(client.get(f"/api/runs/{run['id']}/metrics").json()["iterations"])
     assert before == paused.json()["progress"]["step"]
-    time.sleep(1.0)
-    assert len(client.get(f"/api/runs/{run['id']}/metrics").json()["iterations"]) == before
     resumed = client.post(f"/api/runs/{run['id']}/resume")
     assert resumed.status_code == 200 and resumed.json()["status"] == "running"
     assert client.post(f"/api/runs/{run['id']}/resume").status_code == 409
@@ -136,6 +139,15 @@ def test_pause_resume_stop(live):
     assert [p["step"] for p in steps] == list(range(len(steps))) and len(steps) > before
     for action in ("stop", "pause", "resume"):
         assert client.post(f"/api/runs/{run['id']}/{action}").status_code == 409
+
+    # The stream tells it in order: every step before "paused", none until "running".
+    watcher.join(60)
+    statuses = [(i, m["status"]) for i, m in enumerate(streamed) if m["type"] == "status"]
+    at_pause = next(i for i, status in statuses if status == "paused")
+    at_resume = next(i for i, status in statuses if status == "running" and i > at_pause)
+    assert steps_of(streamed[:at_pause]) == list(range(before))
+    assert steps_of(streamed[at_pause:at_resume]) == []
+    assert steps_of(streamed)[:len(steps)] == [p["step"] for p in steps]
 
 
 def test_the_run_list_stream_says_when_the_list_changed(live):
@@ -186,8 +198,9 @@ def test_the_run_list_stream_says_when_the_list_changed(live):
         assert client.post(f"/api/runs/{first}/stop").status_code == 200
         revision, runs = changed_since(revision)
         assert runs[first]["status"] == "stopped"
-        time.sleep(0.5)
-        assert listed()[0] == revision  # an ended run changes nothing more
+        # An ended run changes nothing more: the next change is the next request's, alone.
+        assert client.put("/api/active-model", json={"run_id": None}).status_code == 200
+        assert listed()[0] == revision + 1
 
 
 def test_predict_during_training_uses_the_latest_epoch(live, mnist_data):
@@ -195,17 +208,28 @@ def test_predict_during_training_uses_the_latest_epoch(live, mnist_data):
     run = start_run(client, epochs=200, batch_size=25, seed=3)
     pixels = (mnist_data.test_images[TEST_SUBSET + 5] / 255.0).tolist()
 
-    def prediction_after_epoch(epoch: int) -> dict:
-        wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["progress"]["epoch"] > epoch,
-                 60, what=f"epoch {epoch} to finish")
-        return client.post("/predict", json={"pixels": pixels, "run_id": run["id"]}).json()
+    def model_epoch() -> int:
+        """The epoch of the run's model file as the server has it now (0: none yet)."""
+        answer = client.get(f"/api/runs/{run['id']}/model")
+        if answer.status_code != 200:
+            return 0
+        path = server.data_dir.parent / f"model-{run['id']}.npz"
+        path.write_bytes(answer.content)
+        return load_model(path)[1]["epoch"]
 
-    first = prediction_after_epoch(1)
+    def prediction_with_a_known_model() -> tuple[int, dict]:
+        """A prediction, and the epoch of the model that made it (unchanged around it)."""
+        while True:
+            epoch = wait_for(model_epoch, 60, what="the first checkpoint")
+            answer = client.post("/predict", json={"pixels": pixels, "run_id": run["id"]}).json()
+            if model_epoch() == epoch:
+                return epoch, answer
+
+    first_epoch, first = prediction_with_a_known_model()
     assert first["run_id"] == run["id"] and len(first["probabilities"]) == 10
-    # Epochs of this small run can be shorter than a request: the first prediction used the model
-    # of an epoch before the one running now, so once the next epoch has ended a newer one is on disk.
-    running_then = client.get(f"/api/runs/{run['id']}").json()["progress"]["epoch"]
-    later = prediction_after_epoch(running_then + 1)
+    # However fast the epochs go by, wait for a model later than the one that answered first.
+    wait_for(lambda: model_epoch() > first_epoch, 60, what=f"a model after epoch {first_epoch}")
+    later = client.post("/predict", json={"pixels": pixels, "run_id": run["id"]}).json()
     assert later["probabilities"] != first["probabilities"]  # newer weights were loaded
     assert client.get(f"/api/runs/{run['id']}").json()["status"] == "running"
 

@@ -175,7 +175,7 @@ def test_rejects_a_batch_that_is_not_28x28_digits():
 
 def test_train_command_options_override_the_presets_augmentation():
     from engine.cli import build_parser, train_config_from_args
-    from engine.presets import preset_config
+    from engine.config import preset_config
 
     parser = build_parser()
 

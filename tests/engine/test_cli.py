@@ -54,6 +54,36 @@ def test_bad_options_exit_2_with_a_clear_message(argv, message, capsys):
     assert captured.out == ""
 
 
+def test_config_flags_set_every_config_field():
+    """Each option config_flags() names (the dashboard's "Copy CLI command" uses them) sets its
+    field: a config unlike the preset in every field comes back whole from its command line."""
+    import dataclasses
+
+    from engine.cli import build_parser, config_flags, train_config_from_args
+    from engine.config import TrainConfig
+
+    flags = config_flags()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "augmentation"}
+    augment = {f"augmentation.{f.name}" for f in dataclasses.fields(TrainConfig().augmentation)}
+    assert set(flags) == fields | augment
+    wanted = {"hidden_layers": [48, 24], "activation": "tanh", "init": "glorot",
+              "batch_norm": True, "dropout": 0.15, "optimizer": "nesterov", "learning_rate": 0.03,
+              "momentum": 0.8, "weight_decay": 0.0002, "lr_schedule": "step", "lr_decay": 0.7,
+              "warmup_epochs": 0.5, "batch_size": 96, "epochs": 3, "seed": 11,
+              "augmentation": {"shift": 1.5, "rotation": 7.0, "scale": 0.05, "shear": 4.0,
+                               "elastic_alpha": 20.0, "elastic_sigma": 5.0, "thickness": 0.2}}
+    argv = ["train", "--preset", "notebook"]
+    for field, flag in flags.items():
+        group, _, name = field.partition(".")
+        value = wanted[group][name] if name else wanted[field]
+        if isinstance(value, bool):
+            argv.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            argv += [flag, *map(str, value if isinstance(value, list) else [value])]
+    config = train_config_from_args(build_parser().parse_args(argv)).to_dict()
+    assert {key: config[key] for key in wanted} == wanted
+
+
 @pytest.mark.mnist
 def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     model_path = tmp_path / "model.npz"
@@ -63,8 +93,10 @@ def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     events = [json.loads(line) for line in lines]  # stdout holds JSON lines and nothing else
-    assert all(e["event"] in ("iteration", "epoch", "end") for e in events)
-    assert all(isinstance(e["epoch"], int) for e in events)
+    assert events[0] == {"event": "start", "epochs": 2, "steps_per_epoch": 60,
+                         "train_samples": 60000, "test_samples": 10000}
+    assert all(e["event"] in ("iteration", "epoch", "end") for e in events[1:])
+    assert all(isinstance(e["epoch"], int) for e in events[1:])
     assert [e["event"] for e in events].count("iteration") == 2 * 60
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
     end = events[-1]
@@ -118,6 +150,7 @@ def test_ctrl_c_stops_between_iterations_and_still_saves(data_dir, tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, cwd=ROOT)
     try:
+        assert json.loads(process.stdout.readline())["event"] == "start"
         for _ in range(5):  # wait until training is under way
             assert json.loads(process.stdout.readline())["event"] == "iteration"
         process.send_signal(signal.SIGINT)
@@ -131,3 +164,37 @@ def test_ctrl_c_stops_between_iterations_and_still_saves(data_dir, tmp_path):
     model, metadata = load_model(model_path)
     assert metadata["status"] == "stopped"
     assert model.predict(np.zeros((1, 784), dtype=np.float32)).shape == (1,)
+
+
+WITHOUT_BENCH = """
+import importlib.abc, sys
+
+class NoBench(importlib.abc.MetaPathFinder):  # an installation that holds only the product
+    def find_spec(self, name, path, target=None):
+        if name == "bench" or name.startswith("bench."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoBench())
+from app.cli import main
+code = main(sys.argv[1:])
+assert "bench" not in sys.modules
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["presets"], ["fetch-data", "--help"],
+                                  ["train", "--help"], ["evaluate", "--help"], ["serve", "--help"],
+                                  ["bench", "--help"]])
+def test_every_command_works_from_an_installation_without_the_benchmark(argv):
+    done = subprocess.run([sys.executable, "-c", WITHOUT_BENCH, *argv], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+
+
+def test_bench_without_the_benchmark_says_why_it_cannot_run():
+    done = subprocess.run([sys.executable, "-c", WITHOUT_BENCH, "bench"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    assert "bench/speed.py" in done.stderr and "source checkout" in done.stderr

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from engine.config import AugmentConfig, ConfigError, TrainConfig, field_bounds
-from engine.presets import PRESETS, preset_config
+from engine.config import AugmentConfig, ConfigError, TrainConfig, field_bounds, preset_config
+from engine.presets import PRESETS
 
 
 def test_default_preset_when_none_is_named():
@@ -41,7 +41,8 @@ def test_every_preset_is_valid_and_described():
     assert {"notebook", "default"} <= set(PRESETS)
     for preset in PRESETS.values():
         assert preset.description
-        assert TrainConfig.from_dict(preset.config.to_dict()) == preset.config
+        config = preset_config(preset.name)
+        assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 def test_notebook_preset_is_the_notebook():

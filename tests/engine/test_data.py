@@ -1,4 +1,4 @@
-"""engine/data.py: IDX parsing, the npz loader, MnistData, and fetching with verified fallbacks.
+"""engine/data/: IDX parsing, the npz loader, MnistData, and fetching with verified fallbacks.
 
 The unit tests build tiny IDX files themselves and never touch the network: mirrors are served by
 a real HTTP server on 127.0.0.1, and checksums for the tiny files are injected.
@@ -45,6 +45,7 @@ from engine.data import (
     fetch_mnist,
     load_mnist,
     load_npz,
+    mnist_folder,
     read_idx,
     read_mnist_dir,
     resolve_data_dir,
@@ -462,22 +463,42 @@ def test_default_sources_order_and_unset_mnist_dir(
 
 
 @pytest.mark.mnist
-def test_load_mnist_fetches_verifies_and_parses_the_real_files(
+def test_load_mnist_reads_in_place_fetches_verifies_and_parses_the_real_files(
     mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
+    monkeypatch.delenv("MNIST_DIR", raising=False)
     with pytest.raises(MnistUnavailableError, match="mnist-lab fetch-data"):
         load_mnist(tmp_path, fetch=False)
-    data = load_mnist(tmp_path)
+
+    # $MNIST_DIR is read in place while the data dir lacks the files: nothing is copied.
+    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
+    assert mnist_folder(tmp_path) == mnist_dir
+    data = load_mnist(tmp_path, fetch=False)
+    assert not (tmp_path / "mnist").exists()
     assert data.train_images.shape == (60000, 784) and data.test_images.shape == (10000, 784)
     assert data.train_images.dtype == np.uint8 and data.train_images.flags.c_contiguous
     assert np.bincount(data.train_labels).tolist()[:3] == [5923, 6742, 5958]
     assert np.bincount(data.test_labels, minlength=10).min() > 850
     assert int(data.train_images.max()) == 255 and int(data.train_images[0, :100].max()) == 0
+    first = load_mnist(tmp_path, fetch=False, train=100, test=70000)  # a slice, clamped
+    assert (len(first.train_labels), len(first.test_labels)) == (100, 10000)
+    np.testing.assert_array_equal(first.train_images, data.train_images[:100])
 
+    # Missing from the data dir (only .gz files placed there by hand): fetched, then read.
+    monkeypatch.delenv("MNIST_DIR")
+    (tmp_path / "mnist").mkdir()
+    for name in MNIST_NAMES:
+        with open(mnist_dir / name, "rb") as source, \
+                gzip.open(tmp_path / "mnist" / f"{name}.gz", "wb", compresslevel=1) as target:
+            shutil.copyfileobj(source, target)
+    np.testing.assert_array_equal(load_mnist(tmp_path).test_images, data.test_images)
+    assert mnist_folder(tmp_path) == tmp_path / "mnist"
+
+    # Damaged after it was fetched: refused, or fetched again (from $MNIST_DIR here).
     flip_byte(tmp_path / "mnist" / TEST_IMAGES, 5000)
     with pytest.raises(DataFormatError, match="damaged"):
         load_mnist(tmp_path, fetch=False)
+    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
     np.testing.assert_array_equal(load_mnist(tmp_path).test_images, data.test_images)
 
 

@@ -153,7 +153,7 @@ def test_batchnorm_normalises_in_training_and_uses_running_statistics_at_inferen
     y = layer.forward(x, training=True)
     np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-9)
     np.testing.assert_allclose(y.std(axis=0), 1, atol=1e-3)
-    np.testing.assert_allclose(layer.running_mean.value, x.mean(axis=0))
+    np.testing.assert_allclose(layer.running_mean, x.mean(axis=0))
     np.testing.assert_allclose(layer.forward(x[:3], training=False), y[:3], atol=1e-9)
 
 
@@ -190,3 +190,48 @@ def test_initialisations_follow_the_fan_in():
     assert abs(notebook.std() - 0.1) < 0.002
     with pytest.raises(ValueError, match="he, glorot or notebook"):
         initial_weights(2, 2, "xavier", rng)
+
+
+LAYERS = {
+    "dense": lambda: Dense(6, 5, "he", np.random.default_rng(0), dtype=np.float64),
+    "relu": ReLU, "leaky_relu": lambda: LeakyReLU(0.1), "sigmoid": Sigmoid, "tanh": Tanh,
+    "dropout": lambda: Dropout(0.5, np.random.default_rng(0)),
+    "batch_norm": lambda: BatchNorm(6, dtype=np.float64),
+}
+
+
+def layer_state(layer: Layer) -> dict:
+    """Every attribute of a layer, arrays copied: what inference must leave exactly as it was."""
+    return {name: value.copy() if isinstance(value, np.ndarray) else value
+            for name, value in vars(layer).items() if name != "_buffers"}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_inference_keeps_no_training_state(name):
+    rng = np.random.default_rng(3)
+    layer = LAYERS[name]()
+    x_train, x_infer = away_from_zero((8, 6), rng), away_from_zero((3, 6), rng)
+    layer.forward(x_train, training=True)
+    before = layer_state(layer)
+    layer.forward(x_infer, training=False)
+    after = layer_state(layer)
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(after[key], value, err_msg=key)
+        else:
+            assert after[key] is value or after[key] == value, key
+    fresh = LAYERS[name]()
+    fresh.forward(x_infer, training=False)  # remembers nothing for a backward pass either
+    assert layer_state(fresh).keys() == layer_state(LAYERS[name]()).keys()
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_backward_never_writes_into_the_gradient_it_is_given(name):
+    rng = np.random.default_rng(4)
+    layer = LAYERS[name]()
+    y = layer.forward(away_from_zero((8, 6), rng), training=True)
+    dy = rng.standard_normal(y.shape)
+    given = dy.copy()
+    layer.backward(dy)
+    np.testing.assert_array_equal(dy, given)

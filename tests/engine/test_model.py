@@ -111,8 +111,8 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, fields):
     model = trained_looking_model(**fields)
     for layer in model.layers:
         if isinstance(layer, BatchNorm):
-            layer.running_mean.value[:] = 0.5
-            layer.running_var.value[:] = 2.0
+            layer.running_mean[:] = 0.5
+            layer.running_var[:] = 2.0
     path = save_model(model, tmp_path / "sub" / "model.npz", {"test_accuracy": 0.97})
     loaded, metadata = load_model(path)
     x = np.random.default_rng(2).random((50, 784), dtype=np.float32)
@@ -121,6 +121,43 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, fields):
     assert metadata["test_accuracy"] == 0.97
     assert metadata["engine_version"] and metadata["created"]
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_a_batch_norm_model_file_in_the_saved_format_loads(tmp_path):
+    """The file format, written by hand (not by save_model): `layers.<i>.<name>` arrays, the
+    config and metadata as JSON strings. Files saved when running statistics were Parameters have
+    exactly these names, so they load into the plain arrays."""
+    config = small_config(hidden_layers=[3], batch_norm=True)
+    rng = np.random.default_rng(5)
+    arrays = {
+        "layers.0.W": rng.standard_normal((784, 3)).astype(np.float32),
+        "layers.0.b": rng.standard_normal(3).astype(np.float32),
+        "layers.1.gamma": np.array([1.5, 0.5, 2.0], np.float32),
+        "layers.1.beta": np.array([0.1, -0.2, 0.3], np.float32),
+        "layers.1.running_mean": np.array([0.25, -1.0, 4.0], np.float32),
+        "layers.1.running_var": np.array([2.0, 0.5, 9.0], np.float32),
+        "layers.3.W": rng.standard_normal((3, 10)).astype(np.float32),
+        "layers.3.b": rng.standard_normal(10).astype(np.float32),
+    }
+    path = tmp_path / "by-hand.npz"
+    np.savez(path, config_json=np.array(json.dumps(config.to_dict())),
+             metadata_json=np.array(json.dumps({"run_id": 1})), **arrays)
+    model, metadata = load_model(path)
+    norm = model.layers[1]
+    assert isinstance(norm, BatchNorm) and metadata == {"run_id": 1}
+    assert isinstance(norm.running_mean, np.ndarray) and isinstance(norm.running_var, np.ndarray)
+    np.testing.assert_array_equal(norm.running_mean, arrays["layers.1.running_mean"])
+    np.testing.assert_array_equal(norm.running_var, arrays["layers.1.running_var"])
+    assert not any(p.value is norm.running_mean or p.value is norm.running_var
+                   for p in model.parameters())  # statistics: no optimiser touches them
+    x = rng.random((4, 784), dtype=np.float32)
+    z = x @ arrays["layers.0.W"] + arrays["layers.0.b"]
+    z = (z - arrays["layers.1.running_mean"]) / np.sqrt(arrays["layers.1.running_var"] + 1e-5)
+    h = np.maximum(z * arrays["layers.1.gamma"] + arrays["layers.1.beta"], 0)
+    logits = h @ arrays["layers.3.W"] + arrays["layers.3.b"]
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(model.predict_proba(x), expected / expected.sum(axis=1, keepdims=True),
+                               rtol=1e-4, atol=1e-7)
 
 
 def test_load_from_a_file_object(tmp_path):

@@ -94,3 +94,10 @@ def test_float32_parameters_stay_float32():
 def test_unknown_optimizer_is_rejected_with_the_choices():
     with pytest.raises(ValueError, match="sgd, momentum, nesterov or adam"):
         make_optimizer("rmsprop", [])
+
+
+def test_every_configurable_optimizer_has_a_class():
+    from engine.config import OPTIMIZERS
+    from engine.optimizers import OPTIMIZER_CLASSES
+
+    assert set(OPTIMIZER_CLASSES) == set(OPTIMIZERS)

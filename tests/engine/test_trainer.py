@@ -5,19 +5,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from engine.config import TrainConfig
 from engine.control import TrainingControl
-from engine.events import EndEvent, EpochEvent, IterationEvent, PauseEvent, event_to_dict
+from engine.events import (
+    EPOCH_FIELDS,
+    EndEvent,
+    EpochEvent,
+    IterationEvent,
+    PauseEvent,
+    StartEvent,
+    event_to_dict,
+)
 from engine.metrics import evaluate, normalise
 from engine.trainer import Trainer, train
 from tests.engine.synthetic import synthetic_digits
+from tests.waiting import wait_for
 
-TIMING_FIELDS = {"samples_per_second", "duration_s"}
+TIMING_FIELDS = {"duration_s"}
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +59,15 @@ def test_events_of_a_complete_run(data):
     assert events[-1] is end and isinstance(end, EndEvent)
     # 1000 samples in batches of 128: 7 full batches and a last partial one of 104.
     assert trainer.steps_per_epoch == 8
+    assert events[0] == StartEvent(epochs=2, steps_per_epoch=8, train_samples=1000, test_samples=301)
     assert [e.step for e in iterations] == list(range(16))
     assert [e.epoch for e in iterations] == [1] * 8 + [2] * 8
+    assert [e.samples for e in iterations] == ([128] * 7 + [104]) * 2
     assert [e.epoch for e in epochs] == [1, 2]
-    assert events.index(epochs[0]) == 8  # the epoch event follows its last iteration
+    assert events.index(epochs[0]) == 9  # the epoch event follows its last iteration
     assert (end.status, end.reason, end.epochs_completed, end.steps_completed) == (
         "completed", None, 2, 16)
-    assert all(e.samples_per_second > 0 and e.learning_rate == 0.05 for e in iterations)
+    assert all(e.learning_rate == 0.05 for e in iterations)
     assert all(0 <= e.val_accuracy <= 1 and e.duration_s > 0 for e in epochs)
     assert all_floats_finite(events)
 
@@ -158,30 +168,49 @@ def test_a_run_stopped_between_epochs_ends_in_the_epoch_it_finished(data):
     assert end.epoch == 2
 
 
+class CountingEvent(threading.Event):
+    """The trainer's "running" flag, counting how often a paused trainer looked at it: proof that
+    it was alive and waiting, with no clock involved (its waits are short, not the 0.5 s default)."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits_while_clear = 0
+
+    def wait(self, timeout=None):
+        if not self.is_set():
+            self.waits_while_clear += 1
+        return super().wait(None if timeout is None else min(timeout, 0.002))
+
+
 def test_pause_and_resume_take_effect_between_iterations(data):
-    control = TrainingControl()
+    running = CountingEvent()
+    control = TrainingControl(threading.Event(), running)
     events = []
+
+    def resume_once_the_trainer_waited():
+        wait_for(lambda: running.waits_while_clear >= 20, what="the paused trainer to wait")
+        control.resume()
 
     def listener(event):
         events.append(event)
         if isinstance(event, IterationEvent) and event.step == 3:
             control.pause()
-            threading.Timer(0.3, control.resume).start()
+            threading.Thread(target=resume_once_the_trainer_waited).start()
 
-    started = time.perf_counter()
     Trainer(config(epochs=1), data, [listener], control).run()
     kinds = [(type(e).__name__, getattr(e, "step", None)) for e in events]
     at = kinds.index(("IterationEvent", 3))
     assert kinds[at + 1 : at + 4] == [("PauseEvent", 4), ("PauseEvent", 4), ("IterationEvent", 4)]
     pauses = [e for e in events if isinstance(e, PauseEvent)]
     assert [p.paused for p in pauses] == [True, False]
-    assert time.perf_counter() - started >= 0.3
+    assert running.waits_while_clear >= 20  # it waited, and took no step meanwhile (above)
     assert events[-1].status == "completed"
 
 
 def test_control_from_another_thread(data):
     """The server's situation: the trainer runs in a worker thread, requests come from outside."""
-    control = TrainingControl()
+    running = CountingEvent()
+    control = TrainingControl(threading.Event(), running)
     events: list = []
     lock = threading.Lock()
 
@@ -193,24 +222,20 @@ def test_control_from_another_thread(data):
         with lock:
             return sum(isinstance(e, IterationEvent) for e in events)
 
-    def wait_until(condition, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.005)
-
     trainer = Trainer(config(epochs=1000), data, [listener], control)
     worker = threading.Thread(target=trainer.run)
     worker.start()
     try:
-        wait_until(lambda: steps() >= 3)
+        wait_for(lambda: steps() >= 3, what="three steps")
         control.pause()
-        wait_until(lambda: any(isinstance(e, PauseEvent) and e.paused for e in events))
+        wait_for(lambda: any(isinstance(e, PauseEvent) and e.paused for e in events),
+                 what="the pause to take effect")
         paused_at = steps()
-        time.sleep(0.3)
+        checked = running.waits_while_clear
+        wait_for(lambda: running.waits_while_clear >= checked + 20, what="the paused trainer to wait")
         assert steps() == paused_at, "no iteration may run while paused"
         control.resume()
-        wait_until(lambda: steps() >= paused_at + 3)
+        wait_for(lambda: steps() >= paused_at + 3, what="training to continue")
         control.stop()
         worker.join(timeout=20)
         assert not worker.is_alive()
@@ -229,7 +254,7 @@ def test_stop_wakes_a_paused_run(data):
     threading.Timer(0.2, control.stop).start()
     _, events, end = run(config(), data, control)
     assert end.status == "stopped" and end.steps_completed == 0 and end.test_accuracy is None
-    assert [type(e).__name__ for e in events] == ["PauseEvent", "EndEvent"]
+    assert [type(e).__name__ for e in events] == ["StartEvent", "PauseEvent", "EndEvent"]
 
 
 # --- divergence ------------------------------------------------------------------------------------
@@ -254,7 +279,33 @@ def test_an_exception_ends_the_run_as_failed(data):
 
 
 def test_events_are_plain_data():
-    event = IterationEvent(epoch=1, step=0, loss=2.3, learning_rate=0.1, samples_per_second=5.0)
-    assert event_to_dict(event)["event"] == "iteration"
+    event = IterationEvent(epoch=1, step=0, loss=2.3, learning_rate=0.1, samples=128)
+    assert event_to_dict(event) == {"event": "iteration", "epoch": 1, "step": 0, "loss": 2.3,
+                                    "learning_rate": 0.1, "samples": 128}
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.loss = 0.0  # type: ignore[misc]
+
+
+def test_the_epoch_fields_are_the_epoch_events_fields_and_nothing_else():
+    assert EPOCH_FIELDS == ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                            "duration_s", "learning_rate")
+    assert "event" not in {f.name for f in dataclasses.fields(EpochEvent)}  # the kind is no field
+
+
+def test_a_listener_with_bind_gets_the_trainer_before_any_event(data):
+    class Recorder:
+        def __init__(self):
+            self.bound, self.events = None, []
+
+        def bind(self, trainer):
+            assert not self.events
+            self.bound = trainer
+
+        def __call__(self, event):
+            self.events.append(event)
+
+    recorder = Recorder()
+    trainer = Trainer(config(epochs=1), data, [recorder])
+    assert recorder.bound is trainer and recorder.events == []
+    trainer.run()
+    assert isinstance(recorder.events[0], StartEvent)

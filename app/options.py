@@ -1,0 +1,24 @@
+"""What `GET /api/options` answers: presets, the values each config field may take on this
+server, the server's limits, whether writes need a token, and the `mnist-lab train` option
+of each config field."""
+
+from __future__ import annotations
+
+from app import limits, schemas, security
+from app.settings import Settings
+from engine.cli import config_flags
+from engine.config import CHOICES, preset_config
+from engine.presets import PRESETS
+
+
+def describe(settings: Settings) -> schemas.Options:
+    return schemas.Options(
+        presets=[schemas.Preset(name=preset.name, description=preset.description,
+                                config=preset_config(preset.name).to_dict())
+                 for preset in PRESETS.values()],
+        choices={name: list(choices) for name, choices in CHOICES.items()},
+        fields=limits.field_bounds(settings),
+        limits=limits.describe(settings),
+        auth_required=security.auth_required(settings),
+        cli_flags=config_flags(),
+    )

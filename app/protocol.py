@@ -1,0 +1,119 @@
+"""The run protocol: every message that crosses the worker boundary, as a type.
+
+A worker (a local process today, a Ray actor tomorrow) reports a run with these messages, in this
+order: one `StartEvent`, then `Iterations` (steps batched ~20 times a second), an `EpochEvent` and
+a `Checkpoint` after each epoch, `PauseEvent`s when a pause takes effect or ends, and exactly one
+`Ended`, last. `StartEvent`, `EpochEvent` and `PauseEvent` are the engine's own events, unchanged.
+
+Inside the program messages are these dataclasses, dispatched with `match` on their type; only at
+the boundary do they become plain dicts, through exactly one pair of functions: the worker sends
+`to_wire(message)` and the executor decodes `from_wire(wire)` once, before anything else sees it.
+A wire dict is JSON-ready: its kind under "event", then the message's fields.
+
+To add a message kind: a frozen dataclass with an `event` class constant, added to `Message`,
+and a `case` for it in the run service's reducer (app/runs/state.py); if it must also be stored
+or streamed, a `case` in RunService._before (store) or ._publish (feed) as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import traceback
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, get_args
+
+from engine.events import EndEvent, EpochEvent, PauseEvent, StartEvent
+
+Point = tuple[int, int, float]  # (step, epoch, loss)
+EndStatus = Literal["completed", "stopped", "failed"]
+
+
+@dataclass(frozen=True)
+class Iterations:
+    """Steps taken since the last message: `points` in step order, with the training speed and
+    the learning rate at the last of them."""
+
+    points: tuple[Point, ...]
+    samples_per_second: float | None
+    learning_rate: float
+    event: ClassVar[str] = "iterations"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The model after `epoch` was saved at `path` (next to the run's model, under a name of its
+    own); the server moves it into place once it has stored the epoch."""
+
+    epoch: int
+    path: str
+    event: ClassVar[str] = "checkpoint"
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a run ended: the last message of every run, exactly once. Made from the trainer's
+    EndEvent (`Ended.of`), from a worker that failed outside the trainer (`Ended.failure`: MNIST
+    missing, a model that could not be saved), or by the executor when the process died without
+    sending one (`Ended.death`). The server may end a run itself the same way (stopped before it
+    started, or a process that could not be started)."""
+
+    status: EndStatus
+    reason: str | None
+    test_accuracy: float | None = None
+    duration_s: float | None = None  # None: not measured by the worker; the server counts it
+    traceback: str | None = None  # for the server's log: where a worker failed
+    died: bool = False  # the process ended without reporting how
+    event: ClassVar[str] = "end"
+
+    @classmethod
+    def of(cls, end: EndEvent) -> Ended:
+        return cls(end.status, end.reason, end.test_accuracy, end.duration_s)
+
+    @classmethod
+    def failure(cls, error: BaseException) -> Ended:
+        return cls("failed", f"the training process failed: {type(error).__name__}: {error}",
+                   traceback=traceback.format_exc(limit=8))
+
+    @classmethod
+    def death(cls, exit_code: int | None) -> Ended:
+        """The end of a process that exited (or was killed) without sending its own."""
+        if exit_code is not None and exit_code < 0:
+            try:
+                name = signal.Signals(-exit_code).name
+            except ValueError:
+                name = f"signal {-exit_code}"
+            reason = (f"the training process was killed by {name}; this happens when the machine "
+                      "runs out of memory or the process is ended from outside. Metrics and the "
+                      "model of the epochs finished before are kept; start a new run to train again")
+        else:
+            reason = (f"the training process exited unexpectedly (exit code {exit_code}) without "
+                      "finishing the run; the server log may say why. Start a new run to train again")
+        return cls("failed", reason, died=True)
+
+
+Message = StartEvent | Iterations | EpochEvent | Checkpoint | PauseEvent | Ended
+MESSAGES: dict[str, type] = {kind.event: kind for kind in get_args(Message)}  # by wire name
+
+
+class ProtocolError(ValueError):
+    """A wire dict that is no message of this protocol."""
+
+
+def to_wire(message: Message) -> dict[str, Any]:
+    """The message as a plain, JSON-ready dict: its kind under "event", then its fields."""
+    return {"event": message.event, **dataclasses.asdict(message)}
+
+
+def from_wire(wire: dict[str, Any]) -> Message:
+    """The message a wire dict stands for. ProtocolError if it is none."""
+    kind = MESSAGES.get(wire.get("event")) if isinstance(wire, dict) else None
+    if kind is None:
+        raise ProtocolError(f"not a run message: {str(wire)[:200]}")
+    fields = {key: value for key, value in wire.items() if key != "event"}
+    if kind is Iterations and "points" in fields:
+        fields["points"] = tuple(tuple(point) for point in fields["points"])
+    try:
+        return kind(**fields)
+    except TypeError as error:
+        raise ProtocolError(f"a malformed {wire['event']!r} message: {error}") from None

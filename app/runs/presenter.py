@@ -1,0 +1,83 @@
+"""A run as the API shows it: `RunState` (plus what only the live run or the store knows) into
+the answer models of app/schemas.py, progress and ETA included."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from app import schemas
+from app.protocol import Point
+from app.runs.state import RunState
+from engine.digits import TRAIN_SAMPLES
+from engine.events import EPOCH_FIELDS
+
+
+def progress(run: RunState, train_samples: int) -> schemas.Progress:
+    """How far the run is. `train_samples`: the digits an epoch trains on (this server's subset
+    of MNIST), for the steps of a run that has not started yet."""
+    config = run.config
+    steps_per_epoch = run.steps_per_epoch or math.ceil(train_samples / config["batch_size"])
+    steps_total = steps_per_epoch * config["epochs"]
+    steps_done = run.step + 1
+    rate = run.samples_per_second if run.status == "running" else None
+    eta = None
+    if rate:
+        eta = max(0, steps_total - steps_done) * config["batch_size"] / rate
+    return schemas.Progress(epoch=run.epoch, epochs=config["epochs"], step=steps_done,
+                            steps_per_epoch=steps_per_epoch, steps_total=steps_total,
+                            samples_per_second=rate, eta_s=eta)
+
+
+class RunPresenter:
+    """Builds the answers about runs; knows how many digits this server trains on."""
+
+    def __init__(self, train_subset: int | None):
+        self.train_samples = min(train_subset or TRAIN_SAMPLES, TRAIN_SAMPLES)
+
+    def summary(self, run: RunState, active_run_id: int | None, now: float) -> schemas.RunSummary:
+        """`now`: a monotonic clock reading, for the duration of a run that is training."""
+        duration = run.duration_s
+        if run.active and run.started_clock is not None:
+            duration = now - run.started_clock
+        return schemas.RunSummary(
+            id=run.id, status=run.status, config=dict(run.config), created_at=run.created_at,
+            started_at=run.started_at, finished_at=run.finished_at, duration_s=duration,
+            reason=run.reason, progress=progress(run, self.train_samples),
+            best_val_accuracy=run.best_val_accuracy, test_accuracy=run.test_accuracy,
+            has_model=run.has_model, is_active_model=active_run_id == run.id,
+        )
+
+    def run(self, run: RunState, epochs: Sequence[Mapping[str, Any]], active_run_id: int | None,
+            now: float) -> schemas.Run:
+        summary = self.summary(run, active_run_id, now)
+        return schemas.Run(**dict(summary), epochs=[schemas.Epoch(**epoch) for epoch in epochs])
+
+    def run_list(self, runs: Iterable[RunState], active_run_id: int | None, revision: int,
+                 now: float) -> schemas.RunList:
+        return schemas.RunList(runs=[self.summary(run, active_run_id, now) for run in runs],
+                               active_model_run_id=active_run_id, revision=revision)
+
+
+def metrics(iterations: Sequence[Point], epochs: Sequence[Mapping[str, Any]]) -> schemas.Metrics:
+    return schemas.Metrics(
+        iterations=[schemas.Point(step=step, epoch=epoch, loss=loss) for step, epoch, loss in iterations],
+        epochs=[schemas.Epoch(**epoch) for epoch in epochs],
+    )
+
+
+def metrics_csv(iterations: Sequence[Point], epochs: Sequence[Mapping[str, Any]]) -> str:
+    """One row per step; the epoch's metrics on the step that ended it."""
+    fields = EPOCH_FIELDS[1:]  # all but "epoch", a column already
+    by_epoch = {epoch["epoch"]: epoch for epoch in epochs}
+    last_step = {epoch: step for step, epoch, _ in iterations}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", "epoch", "loss", *fields])
+    for step, epoch, loss in iterations:
+        ended = by_epoch.get(epoch) if last_step[epoch] == step else None
+        writer.writerow([step, epoch, loss, *((ended[f] if ended else "") for f in fields)])
+    return out.getvalue()

@@ -1,0 +1,127 @@
+"""The run protocol: every message survives the wire unchanged, a malformed one is refused, and
+the worker's listener tells a real (small, synthetic) training run in exactly these messages."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from app.protocol import (
+    MESSAGES,
+    Checkpoint,
+    Ended,
+    Iterations,
+    ProtocolError,
+    from_wire,
+    to_wire,
+)
+from app.worker import Reporter, RunJob, pending_model_path, run_job
+from engine.config import TrainConfig
+from engine.control import TrainingControl
+from engine.events import EndEvent, EpochEvent, PauseEvent, StartEvent
+from engine.model import load_model
+from engine.trainer import Trainer
+from tests.engine.synthetic import synthetic_digits
+
+EXAMPLES = [
+    StartEvent(epochs=2, steps_per_epoch=8, train_samples=1000, test_samples=301),
+    Iterations(((0, 1, 2.3), (1, 1, 2.1)), 1234.5, 0.05),
+    Iterations(((2, 1, 2.0),), None, 0.05),
+    EpochEvent(epoch=1, train_loss=0.5, train_accuracy=0.8, val_loss=0.4, val_accuracy=0.9,
+               duration_s=1.5, learning_rate=0.05),
+    Checkpoint(1, "/data/models/run-3.epoch-1.part.npz"),
+    PauseEvent(epoch=1, step=5, paused=True),
+    Ended.of(EndEvent(epoch=2, status="completed", reason=None, epochs_completed=2,
+                      steps_completed=16, test_accuracy=0.93, duration_s=4.0)),
+    Ended.death(-9),
+]
+
+
+def test_every_kind_has_an_example():
+    assert {type(message) for message in EXAMPLES} == set(MESSAGES.values())
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
+def test_each_message_survives_the_wire_even_as_json(message):
+    wire = to_wire(message)
+    assert wire["event"] == message.event
+    assert from_wire(wire) == message
+    assert from_wire(json.loads(json.dumps(wire, allow_nan=False))) == message
+
+
+@pytest.mark.parametrize("wire", [
+    {"event": "iteration", "step": 1},  # the engine's own event, not a protocol message
+    {"type": "epoch"}, {}, ["end"], None,
+    {"event": "end", "status": "failed", "reason": "x", "colour": "red"},
+    {"event": "checkpoint", "epoch": 1},
+])
+def test_anything_else_is_refused(wire):
+    with pytest.raises(ProtocolError):
+        from_wire(wire)
+
+
+def test_a_process_death_says_what_killed_it():
+    killed = Ended.death(-9)
+    assert killed.status == "failed" and killed.died and "SIGKILL" in killed.reason
+    assert "exit code 1" in Ended.death(1).reason
+
+
+def job(tmp_path, **config) -> RunJob:
+    values = {"hidden_layers": [16], "epochs": 2, "batch_size": 128, "augmentation": {}, **config}
+    return RunJob(run_id=3, config=TrainConfig.from_dict(values), data_dir=tmp_path,
+                  model_path=tmp_path / "run-3.npz")
+
+
+def test_a_run_told_in_messages(tmp_path):
+    """StartEvent, steps batched, EpochEvent then Checkpoint, one Ended last, every message
+    through the wire; the checkpoints are real model files."""
+    sent = []
+    run = job(tmp_path)
+    data = synthetic_digits(n_train=1000, n_test=301)
+    Trainer(run.config, data, [Reporter(run, lambda m: sent.append(from_wire(to_wire(m))))]).run()
+    kinds = [type(message).__name__ for message in sent]
+    assert kinds[0] == "StartEvent" and kinds[-1] == "Ended" and kinds.count("Ended") == 1
+    steps = [point[0] for m in sent if isinstance(m, Iterations) for point in m.points]
+    assert steps == list(range(16))
+    epochs = [i for i, m in enumerate(sent) if isinstance(m, EpochEvent)]
+    assert [sent[i].epoch for i in epochs] == [1, 2]
+    for i in epochs:  # every step of the epoch before it, its checkpoint right after it
+        assert isinstance(sent[i + 1], Checkpoint) and sent[i + 1].epoch == sent[i].epoch
+        assert max(p[0] for m in sent[:i] if isinstance(m, Iterations) for p in m.points) == \
+            8 * sent[i].epoch - 1
+    checkpoint = sent[epochs[-1] + 1]
+    assert checkpoint.path == str(pending_model_path(run.model_path, 2))
+    model, metadata = load_model(checkpoint.path)
+    assert metadata["epoch"] == 2 and metadata["run_id"] == 3
+    ended = sent[-1]
+    assert ended.status == "completed" and ended.test_accuracy > 0.5 and ended.duration_s > 0
+
+
+def test_a_paused_run_says_so_after_the_steps_before_it(tmp_path):
+    sent = []
+    control = TrainingControl()
+    run = job(tmp_path, epochs=1)
+
+    def pause_once(message):
+        sent.append(message)
+        if isinstance(message, Iterations) and not any(isinstance(m, PauseEvent) for m in sent):
+            control.pause()
+        elif isinstance(message, PauseEvent) and message.paused:
+            control.resume()
+
+    reporter = Reporter(run, pause_once, clock=iter(range(10**6)).__next__)  # each step flushes
+    Trainer(run.config, synthetic_digits(n_train=1000, n_test=301), [reporter], control).run()
+    pause = next(i for i, m in enumerate(sent) if isinstance(m, PauseEvent))
+    before = [p[0] for m in sent[:pause] if isinstance(m, Iterations) for p in m.points]
+    assert sent[pause].step == len(before) and before == list(range(len(before)))
+
+
+def test_a_worker_that_cannot_start_ends_its_run_once_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+    sent = []
+    run_job(job(tmp_path / "no-mnist-here"), sent.append, TrainingControl())
+    assert len(sent) == 1 and isinstance(sent[0], Ended)
+    assert sent[0].status == "failed" and "mnist-lab fetch-data" in sent[0].reason
+    assert sent[0].traceback and not os.path.exists(tmp_path / "run-3.npz")

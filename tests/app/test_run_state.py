@@ -1,0 +1,167 @@
+"""The run reducer, `apply(message, run, at) -> run`, with plain values: no processes, no clock,
+no database. Each test is a run's life, or a piece of it, told as messages."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app.protocol import Checkpoint, Ended, Iterations
+from app.runs.state import (
+    ACTIVE_STATUSES,
+    STATUSES,
+    Moment,
+    PauseRequested,
+    PauseTimedOut,
+    Resumed,
+    RunState,
+    ShuttingDown,
+    StopRequested,
+    apply,
+)
+from app.store import RUN_COLUMNS
+from engine.events import EpochEvent, PauseEvent, StartEvent
+
+CONFIG = {"batch_size": 100, "epochs": 3}
+
+
+def at(seconds: float) -> Moment:
+    return Moment(f"2030-01-01T00:00:{seconds:06.3f}+00:00", seconds)
+
+
+def queued() -> RunState:
+    return RunState(id=7, config=CONFIG, created_at=at(0).iso)
+
+
+def run_through(run: RunState, *messages, start: float = 1.0) -> RunState:
+    """Apply `messages` in order, one second apart from `start`."""
+    for index, message in enumerate(messages):
+        run = apply(message, run, at(start + index))
+    return run
+
+
+START = StartEvent(epochs=3, steps_per_epoch=20, train_samples=2000, test_samples=500)
+
+
+def epoch(number: int, accuracy: float) -> EpochEvent:
+    return EpochEvent(epoch=number, train_loss=0.5, train_accuracy=0.8, val_loss=0.4,
+                      val_accuracy=accuracy, duration_s=2.0, learning_rate=0.1)
+
+
+def steps(first: int, last: int, epoch_number: int, rate: float = 500.0) -> Iterations:
+    return Iterations(tuple((step, epoch_number, 1.0 / (step + 1)) for step in range(first, last + 1)),
+                      rate, 0.1)
+
+
+def test_a_run_that_completes():
+    run = run_through(queued(), START, steps(0, 19, 1), epoch(1, 0.91), Checkpoint(1, "/tmp/x"),
+                      steps(20, 39, 2), epoch(2, 0.89), Checkpoint(2, "/tmp/y"),
+                      Ended("completed", None, test_accuracy=0.9, duration_s=6.5))
+    assert run.status == "completed" and run.reason is None
+    assert (run.step, run.epoch, run.steps_per_epoch) == (39, 2, 20)
+    assert run.best_val_accuracy == 0.91  # the best epoch, not the last
+    assert run.has_model and run.test_accuracy == 0.9
+    assert run.duration_s == 6.5  # as the worker measured it
+    assert run.started_at == at(1).iso and run.finished_at == at(8).iso
+    assert run.samples_per_second is None  # only a running run has a speed
+
+
+def test_start_iterations_and_speed():
+    run = run_through(queued(), START)
+    assert run.status == "running" and run.started_clock == 1.0 and run.steps_per_epoch == 20
+    run = apply(steps(0, 4, 1, rate=321.0), run, at(2))
+    assert (run.step, run.epoch, run.samples_per_second) == (4, 1, 321.0)
+    assert apply(Iterations((), 5.0, 0.1), run, at(3)) == run  # an empty batch changes nothing
+
+
+def test_pause_holds_once_the_worker_confirms_it():
+    running = run_through(queued(), START, steps(0, 4, 1))
+    asked = apply(PauseRequested(), running, at(5))
+    assert asked.status == "running" and asked.pause_requested
+    paused = apply(PauseEvent(epoch=1, step=5, paused=True), asked, at(6))
+    assert paused.status == "paused" and not paused.pause_requested
+    # the worker's own "resumed" changes nothing: the request already did
+    assert apply(PauseEvent(epoch=1, step=5, paused=False), paused, at(7)) == paused
+    resumed = apply(Resumed(), paused, at(8))
+    assert resumed.status == "running"
+
+
+def test_a_pause_nobody_asked_for_and_a_late_confirmation_are_ignored():
+    running = run_through(queued(), START)
+    assert apply(PauseEvent(epoch=1, step=0, paused=True), running, at(3)) == running
+    # The worker did not confirm in time: paused anyway, then resumed; its confirmation comes late.
+    resumed = run_through(running, PauseRequested(), PauseTimedOut(), Resumed(), start=3)
+    assert resumed.status == "running"
+    assert apply(PauseEvent(epoch=1, step=0, paused=True), resumed, at(9)).status == "running"
+
+
+def test_pause_and_resume_only_apply_where_they_make_sense():
+    assert apply(PauseRequested(), queued(), at(1)) == queued()
+    running = run_through(queued(), START)
+    assert apply(Resumed(), running, at(3)) == running
+
+
+def test_stop_on_request():
+    run = run_through(queued(), START, steps(0, 9, 1), StopRequested(),
+                      Ended("stopped", "stopped on request", duration_s=3.0))
+    assert (run.status, run.reason) == ("stopped", "stopped on request")
+    assert not run.stop_requested and run.step == 9
+
+
+def test_a_process_killed_after_a_stop_request_counts_as_stopped():
+    run = run_through(queued(), START, StopRequested(), Ended.death(-9))
+    assert run.status == "stopped"
+    assert run.reason == "stopped on request (the process did not stop in time and was ended)"
+    assert run.duration_s == 2.0  # not measured by the worker: counted from the start message
+
+
+def test_a_process_that_dies_fails_its_run_with_the_reason():
+    run = run_through(queued(), START, steps(0, 3, 1), Ended.death(-9))
+    assert run.status == "failed" and "SIGKILL" in run.reason and run.duration_s == 2.0
+    run = run_through(queued(), START, Ended.death(3))
+    assert run.status == "failed" and "exit code 3" in run.reason
+
+
+def test_a_run_stopped_before_it_started():
+    run = apply(Ended("stopped", "stopped before it started"), queued(), at(4))
+    assert (run.status, run.reason, run.finished_at) == ("stopped", "stopped before it started",
+                                                         at(4).iso)
+    assert run.started_at is None and run.duration_s is None
+
+
+@pytest.mark.parametrize(("status", "expected"), [("stopped", "interrupted"),
+                                                   ("failed", "interrupted"),
+                                                   ("completed", "completed")])
+def test_a_shutdown_interrupts_what_did_not_complete(status, expected):
+    run = run_through(queued(), START, ShuttingDown(), Ended(status, "whatever"))
+    assert run.status == expected
+    if expected == "interrupted":
+        assert run.reason.startswith("the server shut down while this run was running")
+    paused = run_through(queued(), START, PauseRequested(), PauseTimedOut(), ShuttingDown(),
+                         Ended("stopped", None))
+    assert "while this run was paused" in paused.reason
+
+
+def test_a_run_that_ended_stays_as_it_ended():
+    done = run_through(queued(), START, Ended("completed", None, test_accuracy=0.9, duration_s=1.0))
+    for message in (START, steps(5, 6, 1), Ended("failed", "late"), StopRequested(),
+                    PauseRequested(), Resumed(), ShuttingDown(), Ended.death(-9)):
+        assert apply(message, done, at(50)) == done, message
+
+
+def test_apply_is_pure():
+    run = run_through(queued(), START)
+    frozen = dataclasses.replace(run)
+    once = apply(epoch(1, 0.5), run, at(9))
+    assert run == frozen  # the old value is untouched
+    assert apply(epoch(1, 0.5), run, at(9)) == once  # same message, same run, same moment
+
+
+def test_statuses_and_the_stored_record():
+    assert set(ACTIVE_STATUSES) < set(STATUSES)
+    fields = {field.name for field in dataclasses.fields(RunState)}
+    assert set(RUN_COLUMNS) <= fields  # every stored column is a field of the state
+    for status in STATUSES:
+        assert RunState(id=1, config=CONFIG, created_at="", status=status).active \
+            == (status in ACTIVE_STATUSES)
