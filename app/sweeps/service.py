@@ -35,7 +35,7 @@ from app.sweeps.search import Proposal, Search
 from app.sweeps.spec import SweepSpec, make_spec
 from app.sweeps.sweep import Sweep
 from engine import config as engine_config
-from engine.config import ConfigError, TrainConfig
+from engine.config import ConfigError
 from engine.events import EpochEvent
 
 logger = logging.getLogger("app.sweeps")
@@ -147,7 +147,7 @@ class SweepService:
                 f"(MNIST_LAB_MAX_ACTIVE_SWEEPS={settings.max_active_sweeps}); wait for one to "
                 "finish or stop one"), retry_after_s=60)
         base = body.base if isinstance(body.base, str) else body.base.model_dump(exclude_unset=True)
-        config = TrainConfig.from_dict({"preset": base} if isinstance(base, str) else base)
+        config = limits.run_config({"preset": base} if isinstance(base, str) else base, settings)
         spec = make_spec(
             base=config, fields=limits.field_bounds(settings), name=body.name,
             space={name: param.model_dump(exclude_none=True) for name, param in body.space.items()},

@@ -117,26 +117,34 @@ def make_spec(*, base: TrainConfig, space: Mapping[str, Any] | Space,
     return SweepSpec(name, base, space, method, trials, metric, pruner, max_concurrent, seed)
 
 
+# What makes a trial large: its memory, and its steps (epochs over the batch size).
+COSTS: tuple[Callable[[TrainConfig], float], ...] = (
+    estimated_memory_bytes, lambda config: config.epochs / config.batch_size)
+
+
 def probe_configs(base: TrainConfig, space: Space) -> list[TrainConfig]:
     """Configs that stand for the whole space: each field at each of its values (a range at both
-    ends) over the base, and the largest combination (every field at its costliest value). If
-    these pass the engine and the server's limits, so does every trial."""
-    configs, costliest = [], {}
+    ends) over the base, and the largest combinations (every field at its value that needs the
+    most memory; at its value that makes the most steps). If these pass the engine and the
+    server's limits, so does every trial."""
+    configs, corners = [], [{} for _ in COSTS]
     for name, param in space.items():
         values = param.values if isinstance(param, Choice) else (param.low, param.high)
-        best = None
+        largest: list[tuple[float, object] | None] = [None for _ in COSTS]
         for value in values:
             try:
                 config = configure(base, {name: value})
             except ConfigError as error:
                 raise SpaceError(f"space.{name}: {error}") from None
             configs.append(config)
-            cost = estimated_memory_bytes(config)
-            if best is None or cost > best[0]:
-                best = (cost, value)
-        costliest[name] = best[1]
-    try:
-        configs.append(configure(base, costliest))
-    except ConfigError as error:
-        raise SpaceError(f"the space's largest configuration is refused: {error}") from None
+            for index, cost in enumerate(COSTS):
+                if largest[index] is None or cost(config) > largest[index][0]:
+                    largest[index] = (cost(config), value)
+        for corner, (_, value) in zip(corners, largest, strict=True):
+            corner[name] = value
+    for corner in corners:
+        try:
+            configs.append(configure(base, corner))
+        except ConfigError as error:
+            raise SpaceError(f"the space's largest configuration is refused: {error}") from None
     return configs

@@ -178,8 +178,13 @@ def test_a_spec_out_of_bounds_is_refused(overrides, message):
 def test_the_largest_configuration_is_checked_against_the_size_limits():
     space = {"hidden_layers": {"values": [[64], [2048, 2048]]}, "batch_size": {"values": [32, 4096]}}
     probes = probe_configs(BASE, parse_space(space, FIELDS))
-    assert len(probes) == 5  # each value over the base, and the costliest of all together
-    assert (probes[-1].hidden_layers, probes[-1].batch_size) == ((2048, 2048), 4096)
+    assert len(probes) == 6  # each value over the base, and the largest combinations
+    largest, longest = probes[-2:]
+    assert (largest.hidden_layers, largest.batch_size) == ((2048, 2048), 4096)  # most memory
+    assert longest.batch_size == 32  # most steps
+    epochs = probe_configs(BASE, parse_space({"epochs": {"min": 1, "max": 50},
+                                              "batch_size": {"values": [16, 256]}}, FIELDS))[-1]
+    assert (epochs.epochs, epochs.batch_size) == (50, 16)
 
     def small_server(config: TrainConfig) -> None:
         if config.batch_size * sum(config.hidden_layers) > 4096 * 2048:
