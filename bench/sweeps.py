@@ -2,6 +2,7 @@
 
     python bench/sweeps.py pool                 # a 12-trial sweep on a real server: pool vs one at a time
     python bench/sweeps.py pool --pool 4 --repeats 3
+    python bench/sweeps.py pool --preset default   # augmented trials: both cores of a run busy
     python bench/sweeps.py pruning              # the same sweep with and without each pruner
 
 `pool` starts a real `mnist-lab serve` per sweep (its own data dir) and trains the same 12 trials
@@ -67,7 +68,7 @@ def timed_sweep(pool: int, args: argparse.Namespace) -> dict:
         answer = client.post("/api/sweeps", json={
             "name": f"pool {pool}", "method": "random", "seed": args.seed, "trials": args.trials,
             "max_concurrent": pool, "space": SPACE,
-            "base": {"preset": "notebook", "epochs": args.epochs, "lr_schedule": "constant"}})
+            "base": {"preset": args.preset, "epochs": args.epochs, "lr_schedule": "constant"}})
         answer.raise_for_status()
         sweep_id = answer.json()["id"]
         sweep = wait_for(lambda: (s := client.get(f"/api/sweeps/{sweep_id}").json())["status"]
@@ -96,7 +97,8 @@ def bench_pool(args: argparse.Namespace) -> dict:
             assert sorted(result["trials"], key=str) == trials, "the two sweeps trained other trials"
             times[name].append(result["wall_s"])
     sequential, pooled = statistics.median(times["one_at_a_time"]), statistics.median(times["pool"])
-    return {"bench": "pool", "trials": args.trials, "epochs": args.epochs, "pool": args.pool,
+    return {"bench": "pool", "preset": args.preset, "trials": args.trials, "epochs": args.epochs,
+            "pool": args.pool, "train_subset": args.train_subset,
             "cores": usable_cores(), "server_default_pool": default_concurrent_runs(1),
             "wall_s": times, "median_s": {"one_at_a_time": sequential, "pool": pooled},
             "speedup": round(sequential / pooled, 2), "load_average_1min": round(os.getloadavg()[0], 2)}
@@ -147,6 +149,9 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=2, help="runs at once in the pooled sweep")
     parser.add_argument("--repeats", type=int, default=2, help="sweeps of each kind, alternating")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="notebook",
+                        help="the trials' base (pool; default notebook: no augmentation; `default` "
+                        "distorts every batch, which keeps each run's preparing process busy)")
     parser.add_argument("--train-subset", type=int, default=None, metavar="N",
                         help="train on the first N digits (default: all 60,000 for pool, 20,000 for "
                         "pruning)")

@@ -56,6 +56,9 @@ def add_sweep_command(commands) -> None:
                        help="train on the first N training digits only (quick sweeps)")
     sweep.add_argument("--test-subset", type=int, default=None, metavar="N",
                        help="validate on the first N test digits only")
+    sweep.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="BLAS threads of the training (default 1, as the server's workers; the "
+                       "input pipeline prepares batches on another core; 0: the library's default)")
     sweep.add_argument("--save", type=Path, metavar="PATH",
                        help="write the best trial's model (.npz) here")
     sweep.add_argument("--json", action="store_true",
@@ -76,6 +79,12 @@ class TrialResult:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from app.worker import limit_blas_threads
+
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 or more, got {args.threads}")
+    limit_blas_threads(args.threads)  # before anything loads NumPy
+
     from app.sweeps.search import Search
     from app.sweeps.space import SpaceError, parse_cli_param
     from app.sweeps.spec import make_spec

@@ -116,6 +116,7 @@ def test_each_trial_has_a_progress_bar_on_a_terminal(data_dir):
     (["--space", "batch_size=64;128", "--set", "epochs"], "write NAME=VALUE"),
     (["--space", "batch_size=64;128", "--set", "epochs=0"], "epochs must be between 1 and 1000"),
     (["--space", "batch_size=64;128", "--train-subset", "0"], "--train-subset must be a positive"),
+    (["--space", "batch_size=64;128", "--threads", "-1"], "--threads must be 0 or more"),
 ])
 def test_usage_errors_exit_2_with_the_reason(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
