@@ -3,8 +3,9 @@
 `Executor` is the whole interface the run service uses: `submit` a job with a callback and get a
 `RunHandle` (stop, pause, resume, terminate); the callback receives the run's messages, typed
 (app/protocol.py), decoded once from the wire right here. The local implementation trains each run
-in a process of its own (multiprocessing, spawn); another one (a Ray cluster, say) replaces it
-without touching routes or storage, as long as it keeps the guarantee:
+in a process of its own (multiprocessing, spawn); app/executor_ray.py trains each in a Ray actor
+on a cluster instead, without touching routes or storage (app.main.make_executor picks one). Both
+keep the guarantee:
 
     `on_message(run_id, message)` is called from a background thread, in order for each run, and
     the last message of every run is exactly one `Ended`, also when its process crashed or was
@@ -42,6 +43,10 @@ class RunHandle(Protocol):
 class Executor(Protocol):
     def submit(self, job: RunJob, on_message: MessageCallback) -> RunHandle: ...
     def shutdown(self, timeout: float) -> None: ...
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot start (a cluster that does not answer, a library not installed)."""
 
 
 class LocalRunHandle:
