@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# axe-core, the accessibility checker the browser tests inject into the page: from npm, never committed.
+AXE_VERSION := 4.14.1
+AXE    := .cache/axe-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
 
 .PHONY: run test test-fast test-docker lint bench chromium docker-tools clean
 
@@ -11,7 +14,7 @@ run: $(STAMP)
 	$(BIN)/mnist-lab fetch-data
 	$(BIN)/mnist-lab serve
 
-test: $(STAMP) chromium docker-tools
+test: $(STAMP) chromium docker-tools $(AXE)
 	$(BIN)/mnist-lab fetch-data
 	$(BIN)/ruff check engine app tests bench
 	$(BIN)/python -m pytest
@@ -42,6 +45,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
+$(AXE):
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq npm; fi; }
+	npm install --prefix .cache/axe-$(AXE_VERSION) --no-save --no-audit --no-fund --loglevel=error axe-core@$(AXE_VERSION)
+
 # Browser tests drive Debian's Chromium; Playwright cannot download its own browser here.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -55,4 +64,4 @@ docker-tools:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq docker.io debootstrap; fi; }
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .ruff_cache
+	rm -rf $(VENV) dist build .pytest_cache .ruff_cache .cache

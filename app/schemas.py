@@ -137,6 +137,8 @@ class Misclassified(Answer):
     true: int
     predicted: int
     confidence: float
+    runner_up: int = Field(description="the model's second choice")
+    runner_up_confidence: float = Field(description="the probability of its second choice")
     pixels: list[int] = Field(description="784 ints 0..255, row-major")
 
 
@@ -146,10 +148,18 @@ class Evaluation(Answer):
     confusion_matrix: list[list[int]] = Field(description="10x10, rows = true digit")
     per_class_accuracy: list[float]
     misclassified: list[Misclassified]
+    misclassified_total: int = Field(description="every misclassified test digit")
+
+
+class MisclassifiedPage(Answer):
+    total: int = Field(description="misclassified test digits that match the filter")
+    offset: int
+    items: list[Misclassified]
 
 
 class Weights(Answer):
     units: int
+    offset: int = Field(description="the unit of the first image")
     images: list[list[float]]
 
 
@@ -205,6 +215,9 @@ class Options(Answer):
         "plus max_items), {choices} for names; augmentation fields as 'augmentation.<name>'"))
     limits: dict[str, int | float | None]
     auth_required: bool
+    cli_flags: dict[str, str] = Field(description=(
+        "config field -> the `mnist-lab train` option that sets it (augmentation fields as "
+        "'augmentation.<name>'; booleans also take `--no-<option>`)"))
 
 
 class Error(Answer):

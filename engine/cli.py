@@ -132,6 +132,15 @@ AUGMENT_OPTIONS = (  # (option, AugmentConfig field, metavar, help)
 )
 
 
+def config_flags() -> dict[str, str]:
+    """Config field -> the `mnist-lab train` option that sets it ('augmentation.<name>' for the
+    augmentation fields; a boolean field also has its `--no-` form). The dashboard's "Copy CLI
+    command" reads this through GET /api/options, so the mapping lives here only."""
+    flags = {field: f"--{option.replace('_', '-')}" for option, field in TRAIN_OPTIONS.items()}
+    flags |= {f"augmentation.{field}": f"--{option}" for option, field, _, _ in AUGMENT_OPTIONS}
+    return flags
+
+
 def _add_train_parser(commands) -> None:
     train = commands.add_parser(
         "train",

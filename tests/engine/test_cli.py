@@ -54,6 +54,36 @@ def test_bad_options_exit_2_with_a_clear_message(argv, message, capsys):
     assert captured.out == ""
 
 
+def test_config_flags_set_every_config_field():
+    """Each option config_flags() names (the dashboard's "Copy CLI command" uses them) sets its
+    field: a config unlike the preset in every field comes back whole from its command line."""
+    import dataclasses
+
+    from engine.cli import build_parser, config_flags, train_config_from_args
+    from engine.config import TrainConfig
+
+    flags = config_flags()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "augmentation"}
+    augment = {f"augmentation.{f.name}" for f in dataclasses.fields(TrainConfig().augmentation)}
+    assert set(flags) == fields | augment
+    wanted = {"hidden_layers": [48, 24], "activation": "tanh", "init": "glorot",
+              "batch_norm": True, "dropout": 0.15, "optimizer": "nesterov", "learning_rate": 0.03,
+              "momentum": 0.8, "weight_decay": 0.0002, "lr_schedule": "step", "lr_decay": 0.7,
+              "warmup_epochs": 0.5, "batch_size": 96, "epochs": 3, "seed": 11,
+              "augmentation": {"shift": 1.5, "rotation": 7.0, "scale": 0.05, "shear": 4.0,
+                               "elastic_alpha": 20.0, "elastic_sigma": 5.0, "thickness": 0.2}}
+    argv = ["train", "--preset", "notebook"]
+    for field, flag in flags.items():
+        group, _, name = field.partition(".")
+        value = wanted[group][name] if name else wanted[field]
+        if isinstance(value, bool):
+            argv.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            argv += [flag, *map(str, value if isinstance(value, list) else [value])]
+    config = train_config_from_args(build_parser().parse_args(argv)).to_dict()
+    assert {key: config[key] for key in wanted} == wanted
+
+
 @pytest.mark.mnist
 def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     model_path = tmp_path / "model.npz"
