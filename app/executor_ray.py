@@ -96,9 +96,7 @@ class RunActor:
 
     def train(self, job: RunJob, mnist) -> None:
         """Train `job` on `mnist` (the object store's copy, resolved by Ray on this node)."""
-        if job.nice:
-            with contextlib.suppress(OSError):
-                os.nice(job.nice)
+        raise_niceness_to(job.nice)
         run_job(job, self.outbox.put, self.control, data=lambda: mnist, checkpoints="bytes")
 
     @ray.method(concurrency_group="messages")
@@ -121,6 +119,14 @@ class RunActor:
     @ray.method(concurrency_group="control")
     def resume(self) -> None:
         self.control.resume()
+
+
+def raise_niceness_to(niceness: int) -> None:
+    """At least `niceness` (Ray starts its workers nicer than that already, at 15: kept)."""
+    current = os.nice(0)
+    if niceness > current:
+        with contextlib.suppress(OSError):
+            os.nice(niceness - current)
 
 
 class RayRunHandle:

@@ -13,6 +13,7 @@ import threading
 import httpx
 import pytest
 
+from app.store import Store
 from engine.model import load_model
 from tests.app.conftest import TRAIN_SUBSET
 from tests.app.liveserver import REPO, LiveServer, free_port, wait_for_status
@@ -148,21 +149,34 @@ def test_a_killed_actor_fails_its_run_with_a_reason_and_the_server_goes_on(serve
     assert wait_for_status(client, after["id"], TERMINAL, 120)["status"] == "completed"
 
 
-def test_server_shutdown_stops_the_actors_and_interrupts_their_runs(tmp_path, ray_cluster, mnist_dir):
+def test_the_actors_end_with_the_server_however_it_ends(tmp_path, ray_cluster, mnist_dir):
+    """A clean shutdown stops them (the run is interrupted); a server killed outright takes them
+    with it too (Ray ends the actors of a driver that is gone)."""
     data_dir = tmp_path / "data"
     wait_for(lambda: no_actors_left(ray_cluster), 30, what="earlier runs' actors to exit")
-    with ray_server(data_dir, ray_cluster, mnist_dir) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
-        run = start_run(client, epochs=200, batch_size=25, seed=8)
-        wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["progress"]["step"] > 10, 120,
-                 what="the run to train")
-        assert len(ray_cluster.actor_processes()) == 1
-    assert "Traceback" not in server.log(None), server.log()
-    wait_for(lambda: no_actors_left(ray_cluster), 30, what="the server's actors to exit")
-    with ray_server(data_dir, ray_cluster, mnist_dir) as again, \
-            httpx.Client(base_url=again.url, timeout=30) as client:
-        last = client.get(f"/api/runs/{run['id']}").json()
-        assert last["status"] == "interrupted" and "shut down" in last["reason"], last
+    runs = []
+    for ending in ("shutdown", "SIGKILL"):
+        server = ray_server(data_dir, ray_cluster, mnist_dir).start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                run = start_run(client, epochs=200, batch_size=25, seed=8)
+                runs.append(run["id"])
+                wait_for(lambda r=run["id"]: client.get(f"/api/runs/{r}").json()["progress"]["step"]
+                         > 10, 120, what="the run to train")
+            assert len(ray_cluster.actor_processes()) == 1
+            if ending == "SIGKILL":
+                server.kill(signal.SIGKILL)
+        finally:
+            server.stop()
+        assert "Traceback" not in server.log(None), server.log()
+        wait_for(lambda: no_actors_left(ray_cluster), 60, what=f"the actors to end after a {ending}")
+    store = Store(data_dir / "mnist-lab.sqlite3")  # (a server starting now would say the same)
+    try:
+        shut_down, killed = (store.run(run_id) for run_id in runs)
+    finally:
+        store.close()
+    assert shut_down["status"] == "interrupted" and "shut down" in shut_down["reason"], shut_down
+    assert killed["status"] == "running"  # as the killed server left it; its successor marks it
 
 
 def test_serve_refuses_a_cluster_that_does_not_answer(tmp_path, mnist_dir):
