@@ -1,5 +1,6 @@
 # Two commands: `make run` (set up + serve the app) and `make test` (set up + run every test).
 # Both are idempotent: the virtualenv is rebuilt only when pyproject.toml changes.
+# `make run PORT=8080 HOST=127.0.0.1` passes --port/--host to serve (else MNIST_LAB_PORT/HOST, 8000).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +13,7 @@ AXE    := .cache/axe-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
 
 run: $(STAMP)
 	$(BIN)/mnist-lab fetch-data
-	$(BIN)/mnist-lab serve
+	$(BIN)/mnist-lab serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: $(STAMP) chromium docker-tools $(AXE)
 	$(BIN)/mnist-lab fetch-data

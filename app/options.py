@@ -1,6 +1,6 @@
 """What `GET /api/options` answers: presets, the values each config field may take on this
-server, the server's limits, whether writes need a token, and the `mnist-lab train` option
-of each config field."""
+server, the server's limits, whether writes need a token, the `mnist-lab train` option
+of each config field, and what a run's name, tags and notes may hold."""
 
 from __future__ import annotations
 
@@ -21,4 +21,6 @@ def describe(settings: Settings) -> schemas.Options:
         limits=limits.describe(settings),
         auth_required=security.auth_required(settings),
         cli_flags=config_flags(),
+        run_fields=list(schemas.RUN_FIELD_BOUNDS),
+        run_field_bounds=schemas.RUN_FIELD_BOUNDS,
     )

@@ -18,8 +18,6 @@ from typing import Any, get_type_hints
 from app.runs.state import ACTIVE_STATUSES
 from engine.events import EPOCH_FIELDS, EpochEvent
 
-SCHEMA_VERSION = 1
-
 
 def _epoch_columns() -> dict[str, str]:
     """The epochs table's metric columns: one per EpochEvent field, typed by it (a field that may
@@ -38,7 +36,12 @@ def _epoch_columns() -> dict[str, str]:
 EPOCH_COLUMNS = _epoch_columns()
 _EPOCH_COLUMNS_SQL = "".join(f"    {name} {kind},\n" for name, kind in EPOCH_COLUMNS.items())
 
-_SCHEMA = f"""
+# The schema's history: MIGRATIONS[n - 1] brings a database from version n - 1 to n (version 0:
+# a new, empty file). A database runs the ones it lacks, in order, each in one transaction with its
+# new version number, so a crash leaves it at one version or the next, never in between. To change
+# the schema, append a migration; never edit one that has shipped (older files have run it). The
+# epochs table's metric columns are the exception: they follow EpochEvent (see Store._migrate).
+_VERSION_1 = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     status TEXT NOT NULL,
@@ -72,10 +75,24 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT
 );
 """
+# 2: a run's name, tags (a JSON array of strings) and notes, given by its user; and where it
+# diverged (the step whose loss blew up, and that loss: NULL when it was not finite).
+_VERSION_2 = """
+ALTER TABLE runs ADD COLUMN name TEXT;
+ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE runs ADD COLUMN notes TEXT;
+ALTER TABLE runs ADD COLUMN diverged_step INTEGER;
+ALTER TABLE runs ADD COLUMN diverged_loss REAL;
+"""
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
+SCHEMA_VERSION = len(MIGRATIONS)
 
-RUN_COLUMNS = ("status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
-               "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy",
-               "has_model")  # the columns a run's changes update (RunState, app/runs/state.py)
+RUN_COLUMNS = (  # the columns a run's changes update (RunState, app/runs/state.py)
+    "status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
+    "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy", "has_model",
+    "name", "tags", "notes", "diverged_step", "diverged_loss",  # version 2
+)
+JSON_COLUMNS = frozenset({"tags"})  # stored as JSON text, read back as lists
 
 
 class StoreError(RuntimeError):
@@ -102,10 +119,14 @@ class Store:
                 f"{self.path} has schema version {version}, newer than this MNIST Lab understands "
                 f"({SCHEMA_VERSION}); upgrade MNIST Lab or use another --data-dir"
             )
-        if version < SCHEMA_VERSION:
-            # one script, one transaction: a crash leaves either no schema or all of it
-            self._db.executescript(
-                f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            try:
+                self._db.executescript(
+                    f"BEGIN; {MIGRATIONS[number - 1]} PRAGMA user_version={number}; COMMIT;")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
         # A metric added to EpochEvent since this file was created becomes a column; epochs stored
         # before have NULL there (so such a field must be `X | None` in EpochEvent).
         present = {row[1] for row in self._db.execute("PRAGMA table_info(epochs)")}
@@ -136,8 +157,10 @@ class Store:
         if not values:
             return
         assignments = ", ".join(f"{name} = ?" for name in values)
+        stored = [json.dumps(list(value), allow_nan=False) if name in JSON_COLUMNS else value
+                  for name, value in values.items()]
         with self._lock:
-            self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+            self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*stored, run_id))
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         with self._lock:
@@ -238,5 +261,7 @@ def _run_row(row: sqlite3.Row) -> dict[str, Any]:
     run = dict(row)
     run["config"] = json.loads(run["config"])
     run["has_model"] = bool(run["has_model"])
+    for name in JSON_COLUMNS:
+        run[name] = json.loads(run[name])
     return run
 

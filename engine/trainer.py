@@ -15,8 +15,12 @@ Listeners are given to the constructor; one that needs the trainer itself (its m
 `bind(trainer)` method, called once before any event. The loop measures nothing about its own
 speed: `engine.throughput.Throughput` is a listener that times the steps.
 
-Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss ends
-the run as failed ("diverged"), before any NaN reaches an event or the weights' last checkpoint.
+The batches are shuffled, gathered and distorted ahead in a second process (engine/pipeline.py),
+and the evaluation runs on two threads: the second core works while this one trains.
+
+Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss (or one
+above DIVERGED_LOSS) ends the run as failed ("diverged"), before any NaN reaches an event or the
+weights' last checkpoint; the EndEvent says at which step (`Divergence`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import (
     Binding,
+    Divergence,
     EndEvent,
     EpochEvent,
     Event,
@@ -40,15 +45,19 @@ from engine.events import (
     StartEvent,
 )
 from engine.losses import SoftmaxCrossEntropy
-from engine.metrics import evaluate, normalise
+from engine.metrics import EVALUATION_BATCH, evaluate
 from engine.model import Sequential, build_model
 from engine.optimizers import make_optimizer
+from engine.pipeline import BatchPipeline
 from engine.schedules import learning_rate
 
 # An untrained network scores ln 10 ≈ 2.3. A mean cross-entropy above 100 means the right digit gets
 # probability below e^-100 on average: the weights have blown up. With the fused, stable loss this
 # stays finite (dead ReLUs keep it so), hence a bound and not only a NaN check.
 DIVERGED_LOSS = 100.0
+# Evaluation runs on the trainer's thread and a second one (the core that prepares batches is idle
+# then, every slot it may fill full), each on half an evaluation batch: the memory of one.
+EVALUATION_THREADS = 2
 
 
 class Trainer:
@@ -77,10 +86,11 @@ class Trainer:
         self.optimizer = make_optimizer(
             config.optimizer, self.model.parameters(), config.momentum, config.weight_decay
         )
-        self.augment = config.augmentation.enabled  # asked once: it is not free per step
         self.step = 0
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
+        self.diverged: Divergence | None = None  # where the loss blew up, if it did
+        self._validated: tuple[int, float] | None = None  # (step, accuracy) of the last validation
         for listener in self.listeners:
             if isinstance(listener, Binding):
                 listener.bind(self)
@@ -93,12 +103,17 @@ class Trainer:
         for listener in self.listeners:
             listener(event)
 
-    def _batch(self, images: np.ndarray) -> np.ndarray:
-        if self.augment:
-            from engine.augment import augment_batch
+    def _prepare_batches(self) -> BatchPipeline:
+        """Every epoch's shuffled (and distorted) batches, prepared ahead in a second process."""
+        config = self.config
+        return BatchPipeline(self.data.train_images, self.data.train_labels, config.batch_size,
+                             config.epochs, config.augmentation, self._shuffle_rng,
+                             self._augment_rng, self.model.dtype)
 
-            return augment_batch(images, self.config.augmentation, self._augment_rng)
-        return normalise(images, self.model.dtype)
+    def _evaluate(self):
+        return evaluate(self.model, self.data.test_images, self.data.test_labels,
+                        batch_size=EVALUATION_BATCH // EVALUATION_THREADS,
+                        threads=EVALUATION_THREADS)
 
     def run(self) -> EndEvent:
         """Train until done, stopped or diverged; the final EndEvent is also returned."""
@@ -108,17 +123,20 @@ class Trainer:
             self.emit(StartEvent(epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch,
                                  train_samples=len(self.data.train_labels),
                                  test_samples=len(self.data.test_labels)))
-            for epoch in range(1, self.config.epochs + 1):
-                outcome = self._train_epoch(epoch)
-                if outcome is not None:
-                    status, reason = outcome
-                    break
+            with self._prepare_batches() as batches:
+                for epoch in range(1, self.config.epochs + 1):
+                    outcome = self._train_epoch(epoch, batches)
+                    if outcome is not None:
+                        status, reason = outcome
+                        break
         except Exception as error:  # reported to listeners through the EndEvent
             status, reason = "failed", f"{type(error).__name__}: {error}"
         test_accuracy = None
         if status != "failed" and self.step > 0:
-            test_accuracy = evaluate(self.model, self.data.test_images,
-                                     self.data.test_labels).accuracy
+            if self._validated is not None and self._validated[0] == self.step:
+                test_accuracy = self._validated[1]  # no step since: the same weights, the same data
+            else:
+                test_accuracy = self._evaluate().accuracy
         end = EndEvent(
             epoch=self.last_iteration_epoch,
             status=status,
@@ -127,32 +145,29 @@ class Trainer:
             steps_completed=self.step,
             test_accuracy=test_accuracy,
             duration_s=time.perf_counter() - started,
+            diverged=self.diverged,
         )
         self.emit(end)
         return end
 
-    def _train_epoch(self, epoch: int) -> tuple[str, str | None] | None:
+    def _train_epoch(self, epoch: int, batches: BatchPipeline) -> tuple[str, str | None] | None:
         """One pass over the shuffled training set; returns (status, reason) if the run must end."""
         config, data = self.config, self.data
-        images, labels = data.train_images, data.train_labels
-        n = len(labels)
-        order = self._shuffle_rng.permutation(n)
+        n = len(data.train_labels)
         started = time.perf_counter()
         loss_sum, correct = 0.0, 0
-        for index, start in enumerate(range(0, n, config.batch_size)):
+        for index, (x, y) in enumerate(batches.epoch(epoch)):
             if self.control.checkpoint(lambda paused: self.emit(
                     PauseEvent(epoch=epoch, step=self.step, paused=paused))):
                 return "stopped", "stopped on request"
             self.last_iteration_epoch = epoch
-            batch = order[start : start + config.batch_size]
-            x = self._batch(np.take(images, batch, axis=0))
-            y = labels[batch].astype(np.intp)
             lr = learning_rate(config, epoch - 1 + index / self.steps_per_epoch,
                                1 / self.steps_per_epoch)
 
             logits = self.model.forward(x, training=True)
             loss = self.loss.forward(logits, y)
             if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+                self.diverged = Divergence(self.step, loss if math.isfinite(loss) else None)
                 hint = config.learning_rate / 10
                 return "failed", (
                     f"diverged: the loss became {loss:g} at step {self.step} (epoch {epoch}) with "
@@ -161,14 +176,16 @@ class Trainer:
             self.model.backward(self.loss.backward())
             self.optimizer.step(lr)
 
-            loss_sum += loss * len(batch)
+            loss_sum += loss * len(y)
             correct += int(np.count_nonzero(self.loss.probabilities.argmax(axis=1) == y))
             self.emit(IterationEvent(epoch=epoch, step=self.step, loss=loss, learning_rate=lr,
-                                     samples=len(batch)))
+                                     samples=len(y)))
             self.step += 1
 
-        validation = evaluate(self.model, data.test_images, data.test_labels)
+        validation = self._evaluate()
+        self._validated = (self.step, validation.accuracy)
         if not math.isfinite(validation.loss):
+            self.diverged = Divergence(self.step, None)  # the weights the next step would use
             return "failed", "diverged: the validation loss is not finite; lower the learning rate"
         self.epochs_completed = epoch
         self.emit(EpochEvent(

@@ -56,6 +56,13 @@ async def get_run(run_id: int, runs: Runs):
     return runs.get(run_id)
 
 
+@router.patch("/api/runs/{run_id}", response_model=schemas.Run, responses=ERRORS, tags=["runs"])
+async def edit_run(run_id: int, body: schemas.RunDetails, runs: Runs):
+    """Set any of a run's name, tags and notes, whatever its status; a field left out keeps its
+    value, null clears a name or notes."""
+    return runs.edit(run_id, body)
+
+
 @router.delete("/api/runs/{run_id}", status_code=204, responses=ERRORS, tags=["runs"])
 async def delete_run(run_id: int, runs: Runs):
     """Delete a run, its metrics and its model; a queued, running or paused run is stopped first."""
@@ -74,7 +81,8 @@ async def control_run(run_id: int, action: Action, runs: Runs):
             tags=["runs"])
 async def metrics(run_id: int, runs: Runs,
                   format: Annotated[Literal["json", "csv"], Query()] = "json",
-                  after: Annotated[int, Query(ge=-1, description="only steps after this one")] = -1):
+                  after: Annotated[int, Query(ge=-1, le=schemas.SQLITE_INTEGER_MAX,
+                                              description="only steps after this one")] = -1):
     """Every per-iteration loss and every per-epoch metric, as JSON or CSV."""
     if format == "csv":
         return Response(await runs.metrics_csv(run_id, after), media_type="text/csv", headers={

@@ -32,6 +32,12 @@ def progress(run: RunState, train_samples: int) -> schemas.Progress:
                             samples_per_second=rate, eta_s=eta)
 
 
+def divergence(run: RunState) -> schemas.Divergence | None:
+    if run.diverged_step is None:
+        return None
+    return schemas.Divergence(step=run.diverged_step, loss=run.diverged_loss)
+
+
 class RunPresenter:
     """Builds the answers about runs; knows how many digits this server trains on."""
 
@@ -49,6 +55,7 @@ class RunPresenter:
             reason=run.reason, progress=progress(run, self.train_samples),
             best_val_accuracy=run.best_val_accuracy, test_accuracy=run.test_accuracy,
             has_model=run.has_model, is_active_model=active_run_id == run.id,
+            name=run.name, tags=list(run.tags), notes=run.notes, diverged=divergence(run),
         )
 
     def run(self, run: RunState, epochs: Sequence[Mapping[str, Any]], active_run_id: int | None,

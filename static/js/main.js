@@ -180,6 +180,9 @@ function followLatest() {
 }
 
 // ---- server state ---------------------------------------------------------------------------
+/** What the list may change about a finished run: its status, name, tags and notes. */
+const shownFields = (run) => JSON.stringify([run.status, run.name ?? null, run.tags ?? [], run.notes ?? null]);
+
 async function refreshRuns() {
   if (refreshing) return refreshing;
   refreshing = (async () => {
@@ -193,9 +196,10 @@ async function refreshRuns() {
         notify('The server is reachable again.', { kind: 'success' });
       }
       if ((answer.active_model_run_id ?? null) !== state.activeModel.run_id) refreshActiveModel();
-      // A finished run's summary in the list is fresher than ours (e.g. test accuracy).
+      // A finished run's summary in the list is fresher than ours (e.g. test accuracy, or a
+      // name given in another tab).
       const listed = state.runs.find((r) => r.id === state.watched?.id);
-      if (listed && state.watched && !isActive(listed) && listed.status !== state.watched.run.status) {
+      if (listed && state.watched && !isActive(listed) && shownFields(listed) !== shownFields(state.watched.run)) {
         applyRun(listed);
       }
       emit('runs');

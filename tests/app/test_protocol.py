@@ -21,7 +21,7 @@ from app.protocol import (
 from app.worker import Reporter, RunJob, checkpoint_from_bytes, pending_model_path, run_job
 from engine.config import TrainConfig
 from engine.control import TrainingControl
-from engine.events import EndEvent, EpochEvent, PauseEvent, StartEvent
+from engine.events import Divergence, EndEvent, EpochEvent, PauseEvent, StartEvent
 from engine.model import load_model
 from engine.trainer import Trainer
 from tests.engine.synthetic import synthetic_digits
@@ -38,6 +38,10 @@ EXAMPLES = [
     Ended.of(EndEvent(epoch=2, status="completed", reason=None, epochs_completed=2,
                       steps_completed=16, test_accuracy=0.93, duration_s=4.0)),
     Ended.death(-9),
+    Ended.of(EndEvent(epoch=1, status="failed", reason="diverged: ...", epochs_completed=0,
+                      steps_completed=7, test_accuracy=None, duration_s=0.5,
+                      diverged=Divergence(step=7, loss=None))),
+    Ended("failed", "diverged: ...", diverged=Divergence(step=12, loss=426.1)),
 ]
 
 
@@ -61,6 +65,8 @@ def test_each_message_survives_the_wire_even_as_json(message):
     {"event": "checkpoint_bytes", "epoch": 1, "content": "not base64!"},
     {"event": "checkpoint_bytes", "epoch": 1, "content": 12},
     {"event": "checkpoint_bytes", "epoch": 1},
+    {"event": "end", "status": "failed", "reason": "x", "diverged": {"step": 3}},
+    {"event": "iterations", "points": 5, "samples_per_second": None, "learning_rate": 0.1},
 ])
 def test_anything_else_is_refused(wire):
     with pytest.raises(ProtocolError):
@@ -102,6 +108,18 @@ def test_a_run_told_in_messages(tmp_path):
     assert metadata["epoch"] == 2 and metadata["run_id"] == 3
     ended = sent[-1]
     assert ended.status == "completed" and ended.test_accuracy > 0.5 and ended.duration_s > 0
+
+
+def test_a_diverging_run_ends_with_the_step_it_diverged_at(tmp_path):
+    sent = []
+    run = job(tmp_path, optimizer="sgd", learning_rate=1000, epochs=1)
+    data = synthetic_digits(n_train=1000, n_test=301)
+    Trainer(run.config, data, [Reporter(run, lambda m: sent.append(from_wire(to_wire(m))))]).run()
+    ended = sent[-1]
+    assert isinstance(ended, Ended) and ended.status == "failed" and ended.diverged is not None
+    steps = [point[0] for m in sent if isinstance(m, Iterations) for point in m.points]
+    assert steps == list(range(ended.diverged.step))  # every step before it, not itself
+    assert not any(isinstance(m, Checkpoint) for m in sent)
 
 
 def test_a_paused_run_says_so_after_the_steps_before_it(tmp_path):

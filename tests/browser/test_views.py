@@ -136,19 +136,17 @@ def test_a_failed_run_plots_every_stored_step(server: Server, new_page):
     else:
         assert view["x1"] is None  # nothing stored: the chart says so
         expect(page.locator("#run-summary")).to_contain_text("diverged")
-    if not stored:
-        return
-    # The diverging step itself, once the server records it (`run.diverged`, a later addition
-    # on the server): marked on the chart, one step past the last stored one, in view.
-    marked = page.evaluate("""async (step) => {
-        const { state, emit } = await import('/static/js/state.js');
+    # The diverging step the server recorded (`run.diverged`): marked on the chart with its loss,
+    # one step past the last stored one, and in view.
+    diverged = server.run(run_id)["diverged"]
+    assert diverged is not None and diverged["step"] == stored
+    loss = "not a number" if diverged["loss"] is None else f"{diverged['loss']:.0f}"
+    marked = page.evaluate("""async () => {
         const { charts } = await import('/static/js/training.js');
-        state.watched.run = { ...state.watched.run, diverged: { step, loss: 426.1 } };
-        emit('watched');
         charts.loss.draw();
         return { notes: charts.loss.annotations, x1: charts.loss.layout.x1 };
-    }""", stored)
-    assert marked["notes"] == [{"x": stored, "label": f"diverged at step {stored} (loss 426)"}]
+    }""")
+    assert marked["notes"] == [{"x": stored, "label": f"diverged at step {stored} (loss {loss})"}]
     assert marked["x1"] >= stored
 
 
@@ -228,29 +226,53 @@ def test_runs_sort_filter_and_keep_their_actions_in_one_menu(server: Server, thr
     expect(button).to_have_attribute("aria-expanded", "false")
 
 
-def test_runs_have_readable_names_and_the_name_the_server_gives_wins(server: Server, three_runs,
-                                                                      new_page):
-    """Without a name, a run reads as its preset and what differs from it; a server that stores
-    names (PATCH /api/runs/{id}, a later addition) is shown as it sends them: this part of the
-    contract is checked with the run list as such a server would answer it."""
+def test_runs_are_named_tagged_and_noted_on_the_server(server: Server, three_runs, new_page):
+    """Without a name, a run reads as its preset and what differs from it. "Name, tags and
+    notes…" stores them on the server (PATCH /api/runs/{id}); the row, the title and the filter
+    show them, and another tab sees them without reloading."""
+    run_id = three_runs[0]["id"]
     page = new_page(server.url)
+    other = new_page(server.url)
     expect(run_row(page, three_runs[1]["id"]).locator(".run-name")).to_have_text(
         "default · hidden 32, lr 0.2 +2")
-    runs = server.api.get("/api/runs").json()
-    for run in runs["runs"]:
-        if run["id"] == three_runs[0]["id"]:
-            run.update(name="baseline", tags=["small", "tagged-in-test"], notes="the reference")
-
-    def answer(route):
-        route.fulfill(status=200, content_type="application/json", body=json.dumps(runs))
-
-    page.route("**/api/runs", answer)
-    page.reload()
-    row = run_row(page, three_runs[0]["id"])
-    expect(row.locator(".run-name")).to_have_text("baseline")
-    expect(row.locator(".run-tag")).to_have_text(["small", "tagged-in-test"])
-    page.get_by_test_id("run-filter").fill("tagged-in-test")
-    expect(page.get_by_test_id("run-list").locator("tr")).to_have_count(1)
+    unnamed = run_row(page, run_id).locator(".run-name").inner_text()
+    assert unnamed.startswith("default · hidden 32")
+    open_run(other, run_id)
+    expect(other.locator("#watched-label")).to_have_text(f"· #{run_id} {unnamed}")
+    try:
+        row_action(page, run_id, "Name, tags and notes…").click()
+        dialog = page.locator("#run-details-dialog")
+        expect(dialog).to_be_visible()
+        dialog.get_by_label("Name").fill("baseline")
+        dialog.get_by_label("Tags").fill("small, tagged-in-test, small")
+        dialog.get_by_label("Notes").fill("the reference")
+        dialog.get_by_role("button", name="Save").click()
+        row = run_row(page, run_id)
+        expect(row.locator(".run-name")).to_have_text("baseline")
+        expect(row.locator(".run-tag")).to_have_text(["small", "tagged-in-test"])
+        expect(row.locator(".run-notes")).to_have_text("the reference")
+        stored = server.run(run_id)
+        assert (stored["name"], stored["tags"], stored["notes"]) == \
+            ("baseline", ["small", "tagged-in-test"], "the reference")
+        # The other tab learns it from the run list's stream: its row and its title.
+        expect(run_row(other, run_id).locator(".run-name")).to_have_text("baseline")
+        expect(other.locator("#watched-label")).to_have_text(f"· #{run_id} baseline")
+        # Tags and notes are searchable.
+        for words in ("tagged-in-test", "reference"):
+            page.get_by_test_id("run-filter").fill(words)
+            expect(page.get_by_test_id("run-list").locator("tr")).to_have_count(1)
+            expect(run_row(page, run_id)).to_be_visible()
+        page.get_by_test_id("run-filter").fill("")
+        # A tag the server refuses: its reason is shown, and the run keeps what it had.
+        row_action(page, run_id, "Name, tags and notes…").click()
+        expect(dialog.get_by_label("Name")).to_have_value("baseline")
+        dialog.get_by_label("Tags").fill("small, <script>")
+        dialog.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("alert").filter(has_text="is not a tag")).to_be_visible()
+        assert server.run(run_id)["tags"] == ["small", "tagged-in-test"]
+    finally:  # the other tests read this run by its config
+        server.api.patch(f"/api/runs/{run_id}", json={"name": None, "tags": [], "notes": None})
+    expect(run_row(page, run_id).locator(".run-name")).to_have_text(unnamed)
 
 
 # --- comparison ------------------------------------------------------------------------------------

@@ -37,9 +37,12 @@ def test_presets_lists_notebook_and_default(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["train", "--lr", "5000"], "learning_rate must be between"),
+    (["train", "--lr", "5000"], "--lr must be between"),
     (["train", "--preset", "nope"], "unknown preset 'nope'"),
-    (["train", "--dropout", "0.99"], "dropout must be between"),
+    (["train", "--dropout", "0.99"], "--dropout must be between"),
+    (["train", "--hidden", "128", "0"], "--hidden: each size must be between 1 and 65536, got 0"),
+    (["train", "--batch-size", "0"], "--batch-size must be between"),
+    (["train", "--rotation", "400"], "--rotation must be between"),
     (["train", "--activation", "gelu"], "invalid choice: 'gelu'"),
     (["train", "--epochs", "ten"], "invalid int value: 'ten'"),
     (["train", "--save", "/"], "is a directory"),
@@ -138,7 +141,23 @@ def test_evaluate_rejects_a_file_that_is_not_a_model(tmp_path, capsys):
     bogus = tmp_path / "bogus.npz"
     bogus.write_text("hello")
     assert main(["evaluate", str(bogus)]) == 1
-    assert "cannot load" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot load" in err and "a model is a .npz archive" in err
+    assert "pickle" not in err  # not NumPy's advice about allow_pickle
+
+
+@pytest.mark.mnist
+def test_train_json_into_a_reader_that_stops_early_ends_quietly(data_dir):
+    """`mnist-lab train --json | head -3`: no BrokenPipeError traceback, training stops."""
+    train = subprocess.Popen([sys.executable, "-m", "app.cli", "train", "--hidden", "8", "--json",
+                              "--data-dir", str(data_dir)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    head = subprocess.run(["head", "-3"], stdin=train.stdout, capture_output=True, timeout=300)
+    train.stdout.close()  # only head reads it now: when head exits, the pipe is gone
+    _, err = train.communicate(timeout=300)
+    assert len(head.stdout.splitlines()) == 3
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert train.returncode == 128 + signal.SIGPIPE
 
 
 @pytest.mark.mnist

@@ -104,15 +104,17 @@ class RayCluster:
                 time.sleep(0.1)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def actor_processes(self, name: str = "RunActor") -> list[int]:
+    def actor_processes(self, name: str = "RunActor", forks: bool = False) -> list[int]:
         """Processes of this cluster that are actors of the class `name`, by Ray's process title
-        (`ray::RunActor`, `ray::RunActor.train` while it trains)."""
-        found = []
+        (`ray::RunActor`, `ray::RunActor.train` while it trains); not the processes they forked
+        (a trainer's batch preparation), which carry the same title, unless `forks`."""
+        found: dict[int, int] = {}
         for pid in self.processes():
             try:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().strip()
-            except OSError:
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
             if title == f"ray::{name}" or title.startswith(f"ray::{name}."):
-                found.append(pid)
-        return found
+                found[pid] = parent
+        return sorted(pid for pid, parent in found.items() if forks or parent not in found)

@@ -138,7 +138,7 @@ def test_shutdown_ends_every_run_and_its_actor(ray_driver, mnist_dir, tmp_path):
         assert recorder.ended(run_id) is not None
         assert sum(isinstance(m, Ended) for m in recorder.of(run_id)) == 1
     assert not [t for t in threading.enumerate() if t.name.endswith("-ray")]
-    wait_for(lambda: not ray_driver.actor_processes(), 30, what="the actors to exit")
+    wait_for(lambda: not ray_driver.actor_processes(forks=True), 30, what="the actors to exit")
 
 
 # --- without a cluster --------------------------------------------------------------------------

@@ -38,7 +38,8 @@ def served(tmp_path_factory, ray_cluster, mnist_dir):
 
 
 def no_actors_left(cluster) -> bool:
-    return not cluster.actor_processes()
+    """No run's actor on the cluster, nor a process it forked."""
+    return not cluster.actor_processes(forks=True)
 
 
 def test_four_runs_at_once_every_step_stored_and_streamed_exactly_once(served):
