@@ -85,7 +85,7 @@ def make_executor(settings: Settings) -> Executor:
                 raise
             raise ExecutorError("the Ray executor needs Ray, an optional extra of MNIST Lab: "
                                 "pip install 'mnist-lab[ray]'") from None
-        return RayExecutor(settings.ray_address)
+        return RayExecutor(settings.ray_address, cpus_per_run=settings.ray_cpus_per_run)
     return LocalProcessExecutor(settings.stop_timeout_s)
 
 

@@ -61,6 +61,7 @@ class Settings:
     # on this machine, else a Ray instance of the server's own). docs/ray.md.
     executor: str = "local"
     ray_address: str | None = None
+    ray_cpus_per_run: float = 1.0  # CPUs Ray reserves for each run's actor
     evaluation_misclassified: int = 32
     # Who may change what (app/security.py). A token is required on any non-loopback host.
     token: str | None = dataclasses.field(default=None, repr=False)  # MNIST_LAB_TOKEN
@@ -93,6 +94,8 @@ class Settings:
         if self.executor not in EXECUTORS:
             raise SettingsError(f"executor must be one of {', '.join(EXECUTORS)}, got "
                                 f"{self.executor!r}")
+        if self.ray_cpus_per_run <= 0:
+            raise SettingsError(f"ray_cpus_per_run must be above 0, got {self.ray_cpus_per_run}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
         if self.max_header_bytes < 1024:

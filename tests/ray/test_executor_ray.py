@@ -15,7 +15,7 @@ import pytest
 from app.executor import ExecutorError
 from app.main import make_executor
 from app.protocol import Checkpoint, Ended, Iterations, Message, from_wire
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from app.worker import RunJob
 from engine.config import TrainConfig
 from engine.events import EpochEvent, PauseEvent, StartEvent
@@ -180,3 +180,14 @@ def test_without_ray_installed_the_ray_executor_says_how_to_get_it(monkeypatch, 
     monkeypatch.delitem(sys.modules, "app.executor_ray", raising=False)
     with pytest.raises(ExecutorError, match=r"pip install 'mnist-lab\[ray\]'"):
         make_executor(Settings(data_dir=tmp_path, executor="ray"))
+
+
+def test_the_executor_is_chosen_by_flag_or_environment(tmp_path):
+    settings = Settings.from_env({"MNIST_LAB_EXECUTOR": "ray", "MNIST_LAB_RAY_ADDRESS": "head:6379",
+                                  "MNIST_LAB_RAY_CPUS_PER_RUN": "2"}, data_dir=tmp_path)
+    assert (settings.executor, settings.ray_address, settings.ray_cpus_per_run) == ("ray", "head:6379", 2.0)
+    assert Settings.from_env({}, data_dir=tmp_path).executor == "local"
+    flagged = Settings.from_env({"MNIST_LAB_EXECUTOR": "local"}, data_dir=tmp_path, executor="ray")
+    assert flagged.executor == "ray"
+    with pytest.raises(SettingsError, match="ray_cpus_per_run must be above 0"):
+        Settings(data_dir=tmp_path, ray_cpus_per_run=0)
