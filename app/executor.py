@@ -162,10 +162,18 @@ class LocalProcessExecutor:
         """Stop every run, wait for the processes to exit, kill those that do not."""
         with self._lock:
             handles = list(self._handles.values())
-        for handle in handles:
-            handle.stop()
-        deadline = time.monotonic() + timeout
-        for handle in handles:
-            handle.process.join(max(0.0, deadline - time.monotonic()))
-            handle.terminate()
-            handle.join(max(0.5, deadline - time.monotonic()))
+        stop_all(handles, timeout, lambda handle, seconds: handle.process.join(seconds))
+
+
+def stop_all(handles: list, timeout: float, wait: Callable[[RunHandle, float], object]) -> None:
+    """An executor's shutdown: stop every run, give them `timeout` seconds in all to end
+    (`wait(handle, seconds)`), end those still going, and wait for each run's last message
+    (`handle.join`)."""
+    for handle in handles:
+        handle.stop()
+    deadline = time.monotonic() + timeout
+    for handle in handles:
+        wait(handle, max(0.0, deadline - time.monotonic()))
+    for handle in handles:
+        handle.terminate()
+        handle.join(max(2.0, deadline - time.monotonic()))

@@ -43,7 +43,7 @@ from ray.exceptions import (
     RayError,
 )
 
-from app.executor import ExecutorError, MessageCallback
+from app.executor import ExecutorError, MessageCallback, stop_all
 from app.protocol import CheckpointBytes, Ended, Message, ProtocolError, from_wire, to_wire
 from app.worker import THREAD_VARIABLES, RunJob, checkpoint_from_bytes, run_job
 from engine.control import TrainingControl
@@ -302,14 +302,8 @@ class RayExecutor:
         the cluster (if this executor joined it)."""
         with self._lock:
             handles = list(self._handles.values())
-        for handle in handles:
-            handle.stop()
-        deadline = time.monotonic() + timeout
-        for handle in handles:
-            handle.join(max(0.0, deadline - time.monotonic()))
-        for handle in handles:
-            handle.terminate()  # a killed actor's pending `take` fails at once: its pump ends
-            handle.join(max(2.0, deadline - time.monotonic()))
+        # A killed actor's pending `take` fails at once: its pump then reports the run's end.
+        stop_all(handles, timeout, lambda handle, seconds: handle.join(seconds))
         with self._lock:
             self._mnist.clear()
         if self._owns_connection:
