@@ -57,6 +57,12 @@ def add_serve_command(commands) -> None:
                        help="runs that train at the same time; others wait queued (default: as many "
                        "as the cores fit, each run using its BLAS thread and the core preparing its "
                        "batches: cores // 2, at least 1)")
+    serve.add_argument("--executor", default=None, metavar="local|ray",
+                       help="where runs train: local processes (default) or actors on a Ray "
+                       "cluster (needs `pip install 'mnist-lab[ray]'`; docs/ray.md)")
+    serve.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                       help="the Ray cluster's head, as `ray start --head` printed it (default: "
+                       "$RAY_ADDRESS, else a cluster started on this machine, else Ray's own)")
     add_data_dir(serve)
     serve.set_defaults(func=cmd_serve)
 
