@@ -98,7 +98,12 @@ class SweepService:
         their trials that were training are `interrupted` by now)."""
         fields = engine_config.field_bounds()  # what every stored spec was checked against
         for row in await asyncio.to_thread(self.store.sweeps):
-            spec = SweepSpec.from_json(row["spec"], fields)
+            try:
+                spec = SweepSpec.from_json(row["spec"], fields)
+            except (ValueError, KeyError, TypeError) as error:  # SpaceError, ConfigError: a newer
+                # engine's bounds, a damaged row. The server starts all the same; the trials stay runs.
+                logger.error("sweep %s is left out: its stored spec cannot be read (%s)", row["id"], error)
+                continue
             self.records[row["id"]] = SweepRecord(row["id"], spec, row["status"], row["created_at"],
                                                   row["reason"], row["finished_at"])
         trial_runs = [run.id for sweep_id in self.records for run in self.runs.trials(sweep_id)]

@@ -351,6 +351,13 @@ export function initSweeps(callbacks) {
     await refreshList();
     actions.refreshRuns();
   });
+  // A sweep started elsewhere (another tab, the API) shows up with its trials in the run list.
+  let listedAt = 0;
+  on('runs', () => {
+    if (Date.now() - listedAt < POLL_MS) return;
+    listedAt = Date.now();
+    refreshList();
+  });
   on('options', buildSweepForm);
   on('options', () => (state.sweep ? renderView() : null));
   refreshList();

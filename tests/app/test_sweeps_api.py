@@ -147,3 +147,15 @@ def test_openapi_documents_the_sweep_routes(client):
     assert {"post", "get"} <= set(paths["/api/sweeps"])
     assert {"get", "delete"} <= set(paths["/api/sweeps/{sweep_id}"])
     assert "post" in paths["/api/sweeps/{sweep_id}/stop"]
+
+
+def test_a_sweep_whose_stored_spec_cannot_be_read_does_not_stop_the_server(tmp_path):
+    settings = Settings(data_dir=tmp_path, max_concurrent_runs=1)
+    good = stored_sweep(settings)
+    store = Store(settings.database_path)
+    broken = store.create_sweep("damaged", {"space": {"colour": {"values": [1]}}}, "2030-01-02T00:00:00Z")
+    store.close()
+    with TestClient(create_app(settings)) as client:
+        assert [s["id"] for s in client.get("/api/sweeps").json()["sweeps"]] == [good]
+        refused(client.get(f"/api/sweeps/{broken['id']}"), 404)
+        assert len(client.get("/api/runs").json()["runs"]) == 3  # the good sweep's trials
