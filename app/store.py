@@ -1,5 +1,6 @@
-"""Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics and every
-per-iteration loss. Model weights live next to it as `.npz` files (written by the workers).
+"""Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics, every
+per-iteration loss and the layer statistics of the watched steps. Model weights live next to it
+as `.npz` files (written by the workers).
 
 The store is plain synchronous sqlite3 behind a lock, so it can be called from the event loop
 (small writes) and from worker threads (large reads) alike.
@@ -18,7 +19,7 @@ from typing import Any, get_type_hints
 from app.runs.state import ACTIVE_STATUSES
 from engine.events import EPOCH_FIELDS, EpochEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _epoch_columns() -> dict[str, str]:
@@ -37,6 +38,19 @@ def _epoch_columns() -> dict[str, str]:
 
 EPOCH_COLUMNS = _epoch_columns()
 _EPOCH_COLUMNS_SQL = "".join(f"    {name} {kind},\n" for name, kind in EPOCH_COLUMNS.items())
+_EPOCHS_TABLE = f"""CREATE TABLE IF NOT EXISTS epochs (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+{_EPOCH_COLUMNS_SQL}    PRIMARY KEY (run_id, epoch)
+) WITHOUT ROWID;"""
+# One row per watched step: its LayersEvent as JSON (a few kB; with the first layer's images at
+# an epoch's end, up to ~90 kB). A rowid table: its rows are too large for WITHOUT ROWID.
+_LAYERS_TABLE = """CREATE TABLE IF NOT EXISTS layers (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);"""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,12 +68,11 @@ CREATE TABLE IF NOT EXISTS runs (
     samples_per_second REAL,
     best_val_accuracy REAL,
     test_accuracy REAL,
-    has_model INTEGER NOT NULL DEFAULT 0
+    has_model INTEGER NOT NULL DEFAULT 0,
+    test_loss REAL,
+    model_epoch INTEGER
 );
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-{_EPOCH_COLUMNS_SQL}    PRIMARY KEY (run_id, epoch)
-) WITHOUT ROWID;
+{_EPOCHS_TABLE}
 CREATE TABLE IF NOT EXISTS iterations (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     step INTEGER NOT NULL,
@@ -71,11 +84,28 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
 );
-"""
+{_LAYERS_TABLE}"""
+
+# Version 1 (before validation was held out) to 2: the runs get test_loss and model_epoch; the
+# epochs' train_loss/train_accuracy were the running mean over the epoch's batches, so they move
+# to running_loss/running_accuracy and the clean train metric (not measured then) is NULL; the
+# layers table is new. (Epochs of version 1 measured "validation" on the test set.)
+_MIGRATE_1_TO_2 = f"""
+ALTER TABLE runs ADD COLUMN test_loss REAL;
+ALTER TABLE runs ADD COLUMN model_epoch INTEGER;
+ALTER TABLE epochs RENAME TO epochs_v1;
+{_EPOCHS_TABLE}
+INSERT INTO epochs (run_id, epoch, val_loss, val_accuracy, running_loss, running_accuracy,
+                    duration_s, learning_rate)
+    SELECT run_id, epoch, val_loss, val_accuracy, train_loss, train_accuracy, duration_s,
+           learning_rate FROM epochs_v1;
+DROP TABLE epochs_v1;
+{_LAYERS_TABLE}"""
 
 RUN_COLUMNS = ("status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
                "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy",
-               "has_model")  # the columns a run's changes update (RunState, app/runs/state.py)
+               "has_model", "test_loss", "model_epoch")
+# the columns a run's changes update (RunState, app/runs/state.py)
 
 
 class StoreError(RuntimeError):
@@ -103,9 +133,10 @@ class Store:
                 f"({SCHEMA_VERSION}); upgrade MNIST Lab or use another --data-dir"
             )
         if version < SCHEMA_VERSION:
-            # one script, one transaction: a crash leaves either no schema or all of it
+            # one script, one transaction: a crash leaves either the old schema or the new one
+            script = _SCHEMA if version == 0 else _MIGRATE_1_TO_2
             self._db.executescript(
-                f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                f"BEGIN; {script} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
         # A metric added to EpochEvent since this file was created becomes a column; epochs stored
         # before have NULL there (so such a field must be `X | None` in EpochEvent).
         present = {row[1] for row in self._db.execute("PRAGMA table_info(epochs)")}
@@ -207,6 +238,30 @@ class Store:
                 (run_id,),
             ).fetchall()
         return [dict(row) for row in rows]
+
+    def add_layers(self, run_id: int, step: int, epoch: int, body: str) -> None:
+        """Store one watched step's layer statistics (`body`: its JSON); a step already stored
+        is replaced."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO layers (run_id, step, epoch, body) VALUES (?, ?, ?, ?)",
+                (run_id, step, epoch, body))
+
+    def layers(self, run_id: int, after: int = -1, limit: int = 100,
+               max_bytes: int = 4 * 1024 * 1024) -> tuple[list[str], bool]:
+        """The JSON of the watched steps after `after`, in step order: at most `limit` of them
+        and, past the first, at most `max_bytes` of JSON; and whether more follow."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM layers WHERE run_id = ? AND step > ? ORDER BY step LIMIT ?",
+                (run_id, after, limit + 1)).fetchall()
+        bodies, size = [], 0
+        for (body,) in rows[:limit]:
+            if bodies and size + len(body) > max_bytes:
+                return bodies, True
+            bodies.append(body)
+            size += len(body)
+        return bodies, len(rows) > limit
 
     # --- key/value ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

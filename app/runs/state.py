@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 from app.protocol import Checkpoint, Ended, Iterations, Message
-from engine.events import EpochEvent, PauseEvent, StartEvent
+from engine.events import EpochEvent, LayersEvent, PauseEvent, StartEvent
 
 RunStatus = Literal["queued", "running", "paused", "stopped", "completed", "failed", "interrupted"]
 STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
@@ -52,12 +52,21 @@ class Resumed:
 
 
 @dataclass(frozen=True)
+class StepRequested:
+    """Someone asked the paused run to train `steps` more steps; its worker pauses again after
+    them (a `PauseEvent`), and the run stays paused meanwhile."""
+
+    steps: int
+
+
+@dataclass(frozen=True)
 class ShuttingDown:
     """The server is shutting down: however the run ends now, unless it completed, it was
     interrupted."""
 
 
-RunMessage = Message | StopRequested | PauseRequested | PauseTimedOut | Resumed | ShuttingDown
+RunMessage = (Message | StopRequested | PauseRequested | PauseTimedOut | Resumed | StepRequested
+              | ShuttingDown)
 
 
 @dataclass(frozen=True)
@@ -89,13 +98,16 @@ class RunState:
     step: int = -1  # the latest step (-1 before the first)
     steps_per_epoch: int | None = None  # known once it started
     samples_per_second: float | None = None
-    best_val_accuracy: float | None = None
-    test_accuracy: float | None = None
+    best_val_accuracy: float | None = None  # on the held-out validation digits
+    test_accuracy: float | None = None  # of the kept model, measured once at the end
     has_model: bool = False
+    test_loss: float | None = None
+    model_epoch: int | None = None  # the epoch whose weights the model file holds
     # Known only while this server follows the run (not stored):
     started_clock: float | None = None  # Moment.clock when training started
     stop_requested: bool = False
     pause_requested: bool = False
+    stepping: bool = False  # a step request is under way (the run stays paused)
     shutting_down: bool = False
 
     @property
@@ -121,16 +133,22 @@ def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
         case Iterations(points=points, samples_per_second=rate) if points:
             step, epoch, _ = points[-1]
             return replace(run, step=step, epoch=epoch, samples_per_second=rate)
-        case EpochEvent(val_accuracy=accuracy):
+        case EpochEvent(val_accuracy=accuracy) if accuracy is not None:
             return replace(run, best_val_accuracy=max(run.best_val_accuracy or 0.0, accuracy))
-        case Checkpoint():
-            return replace(run, has_model=True)
+        case LayersEvent():
+            return run  # stored and streamed as it is; the run's record does not change
+        case Checkpoint(epoch=epoch):
+            return replace(run, has_model=True, model_epoch=epoch)
         case PauseRequested() if run.status == "running":
             return replace(run, pause_requested=True)
         case PauseEvent(paused=True) | PauseTimedOut() if run.pause_requested:
             return replace(run, status="paused", pause_requested=False)
+        case StepRequested() if run.status == "paused" and not run.stepping:
+            return replace(run, stepping=True)
+        case PauseEvent(paused=True) if run.stepping:
+            return replace(run, stepping=False)
         case Resumed() if run.status == "paused":
-            return replace(run, status="running", pause_requested=False)
+            return replace(run, status="running", pause_requested=False, stepping=False)
         case StopRequested():
             return replace(run, stop_requested=True)
         case ShuttingDown():
@@ -154,5 +172,6 @@ def _ended(message: Ended, run: RunState, at: Moment) -> RunState:
         duration = at.clock - run.started_clock
     return replace(run, status=status, reason=reason, finished_at=at.iso,
                    duration_s=run.duration_s if duration is None else duration,
-                   test_accuracy=message.test_accuracy, samples_per_second=None,
-                   stop_requested=False, pause_requested=False)
+                   test_accuracy=message.test_accuracy, test_loss=message.test_loss,
+                   samples_per_second=None, stop_requested=False, pause_requested=False,
+                   stepping=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -18,7 +19,8 @@ def test_runs_metrics_and_restart(tmp_path):
     store.add_iterations(run["id"], [(0, 1, 2.3), (1, 1, 2.1)])
     store.add_iterations(run["id"], [(1, 1, 9.9), (2, 1, 1.9)])  # a repeated step keeps its value
     store.add_epoch(run["id"], {"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.5, "val_loss": 1.9,
-                                "val_accuracy": 0.6, "duration_s": 1.0, "learning_rate": 0.1})
+                                "val_accuracy": 0.6, "running_loss": 2.1, "running_accuracy": 0.4,
+                                "duration_s": 1.0, "learning_rate": 0.1})
     store.update_run(other["id"], status="completed")
     store.close()
 
@@ -44,3 +46,69 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
         Store(path)
+
+
+V1_SCHEMA = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, status TEXT NOT NULL, config TEXT NOT NULL,
+    created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT, duration_s REAL, reason TEXT,
+    epoch INTEGER NOT NULL DEFAULT 0, step INTEGER NOT NULL DEFAULT -1, steps_per_epoch INTEGER,
+    samples_per_second REAL, best_val_accuracy REAL, test_accuracy REAL,
+    has_model INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE epochs (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL, train_loss REAL NOT NULL, train_accuracy REAL NOT NULL,
+    val_loss REAL NOT NULL, val_accuracy REAL NOT NULL, duration_s REAL NOT NULL,
+    learning_rate REAL NOT NULL, PRIMARY KEY (run_id, epoch)) WITHOUT ROWID;
+CREATE TABLE iterations (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, epoch INTEGER NOT NULL, loss REAL NOT NULL,
+    PRIMARY KEY (run_id, step)) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+INSERT INTO runs (status, config, created_at, test_accuracy, has_model)
+    VALUES ('completed', '{"epochs": 1}', '2026-01-01T00:00:00+00:00', 0.97, 1);
+INSERT INTO epochs VALUES (1, 1, 0.61, 0.84, 0.12, 0.965, 20.5, 0.05);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_version_1_database_is_migrated_keeping_what_each_number_was(tmp_path):
+    """Before validation was held out, an epoch's train_* was the running mean over its batches:
+    it becomes running_*, and the clean train metric, never measured, is NULL."""
+    path = tmp_path / "mnist-lab.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+    store = Store(path)
+    assert store.epochs(1) == [{"epoch": 1, "train_loss": None, "train_accuracy": None,
+                                "val_loss": 0.12, "val_accuracy": 0.965, "running_loss": 0.61,
+                                "running_accuracy": 0.84, "duration_s": 20.5,
+                                "learning_rate": 0.05}]
+    run = store.run(1)
+    assert (run["test_accuracy"], run["test_loss"], run["model_epoch"]) == (0.97, None, None)
+    store.add_layers(1, 5, 1, '{"step": 5}')
+    assert store.layers(1) == (['{"step": 5}'], False)
+    store.add_epoch(1, {"epoch": 2, "train_loss": 0.1, "train_accuracy": 0.97, "val_loss": None,
+                        "val_accuracy": None, "running_loss": 0.2, "running_accuracy": 0.9,
+                        "duration_s": 1.0, "learning_rate": 0.01})  # null validation fits
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert Store(path).epochs(1)[1]["val_accuracy"] is None
+
+
+def test_layer_statistics_page_through_in_step_order(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    run = store.create_run({"epochs": 1}, "2026-01-01T00:00:00+00:00")["id"]
+    other = store.create_run({"epochs": 1}, "2026-01-01T00:00:00+00:00")["id"]
+    for step in (40, 0, 20, 10, 30):
+        store.add_layers(run, step, 1, f'{{"step": {step}, "pad": "{"x" * 100}"}}')
+    store.add_layers(other, 15, 1, '{"step": 15}')
+    steps = lambda bodies: [json.loads(body)["step"] for body in bodies]  # noqa: E731
+    bodies, more = store.layers(run, limit=2)
+    assert steps(bodies) == [0, 10] and more
+    bodies, more = store.layers(run, after=10, limit=2)
+    assert steps(bodies) == [20, 30] and more
+    bodies, more = store.layers(run, after=30, limit=2)
+    assert steps(bodies) == [40] and not more
+    bodies, more = store.layers(run, limit=10, max_bytes=250)  # about two bodies' worth
+    assert steps(bodies) == [0, 10] and more
+    assert steps(store.layers(run, limit=10, max_bytes=1)[0]) == [0]  # always at least one
+    store.delete_run(run)
+    assert store.layers(run) == ([], False) and steps(store.layers(other)[0]) == [15]
