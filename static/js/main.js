@@ -7,6 +7,7 @@ import { initDrawing } from './canvas.js';
 import { ChangeStream } from './changes.js';
 import { initControls } from './controls.js';
 import { initEvaluation } from './evaluation.js';
+import { initInside } from './inside.js';
 import { initRuns } from './runs.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
@@ -76,6 +77,10 @@ const streamHandlers = {
     for (const epoch of message.epochs ?? []) putEpoch(data, epoch);
     emit('metrics');
     if (message.run) applyRun(message.run);
+    emit('snapshot', message);
+  },
+  onLayers(message) {
+    emit('layers', message);
   },
   onPoints(points, message) {
     const data = state.watched;
@@ -276,6 +281,7 @@ function start() {
   initDrawing();
   initRuns({ watchRun, refreshRuns, refreshActiveModel });
   initEvaluation();
+  initInside();
   initAuth();
 
   on('active-model', renderModelPill);

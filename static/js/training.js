@@ -41,6 +41,8 @@ function epochSeries(data) {
     valLoss: epochs.map((e) => e.val_loss),
     trainAccuracy: epochs.map((e) => e.train_accuracy),
     valAccuracy: epochs.map((e) => e.val_accuracy),
+    runningLoss: epochs.map((e) => e.running_loss),
+    runningAccuracy: epochs.map((e) => e.running_accuracy),
   };
 }
 
@@ -78,13 +80,17 @@ function updateCharts() {
     const trainColor = comparing ? colorIndex : 0;
     const valColor = comparing ? colorIndex : 1;
     const prefix = comparing ? `#${data.id} ` : '';
+    // train: the epoch's model on training digits as they are; running: the mean over the
+    // epoch's (distorted, dropped-out) batches while it learned; validation: held-out digits.
     epochLoss.push(
       { label: `${prefix}train`, xs: e.xs, ys: e.trainLoss, colorIndex: trainColor, dash: [5, 4], width: 1.75, markers: true },
       { label: `${prefix}validation`, xs: e.xs, ys: e.valLoss, colorIndex: valColor, width: 2.25, markers: true },
+      { label: `${prefix}running mean of batches`, xs: e.xs, ys: e.runningLoss, colorIndex: trainColor, dash: [1, 3], width: 1.25, alpha: 0.55 },
     );
     accuracy.push(
       { label: `${prefix}train`, xs: e.xs, ys: e.trainAccuracy, colorIndex: trainColor, dash: [5, 4], width: 1.75, markers: true },
       { label: `${prefix}validation`, xs: e.xs, ys: e.valAccuracy, colorIndex: valColor, width: 2.25, markers: true },
+      { label: `${prefix}running mean of batches`, xs: e.xs, ys: e.runningAccuracy, colorIndex: trainColor, dash: [1, 3], width: 1.25, alpha: 0.55 },
     );
   }
   epochLossChart.setSeries(epochLoss);
@@ -102,10 +108,10 @@ function updateCharts() {
     : 'Training loss per iteration: no points yet.');
   const lastEpoch = watched?.epochs.filter(Boolean).at(-1);
   $('accuracy-chart').setAttribute('aria-label', lastEpoch
-    ? `Accuracy per epoch: ${epochs} epochs, latest validation accuracy ${formatPercent(lastEpoch.val_accuracy, 2)}. Use the arrow keys to read values.`
+    ? `Accuracy per epoch: ${epochs} epochs, latest validation accuracy ${lastEpoch.val_accuracy === null ? 'none (no digits held out)' : formatPercent(lastEpoch.val_accuracy, 2)}. Use the arrow keys to read values.`
     : 'Accuracy per epoch: no epoch finished yet.');
   $('epoch-loss-chart').setAttribute('aria-label', lastEpoch
-    ? `Loss per epoch: ${epochs} epochs, latest validation loss ${formatLoss(lastEpoch.val_loss)}.`
+    ? `Loss per epoch: ${epochs} epochs, latest validation loss ${lastEpoch.val_loss === null ? 'none (no digits held out)' : formatLoss(lastEpoch.val_loss)}.`
     : 'Loss per epoch: no epoch finished yet.');
 
   const empty = watched ? 'Waiting for the first iterations…' : 'Start a run to watch it learn';
