@@ -34,10 +34,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_command(args)
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0..65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: ports go from 1 to 65535 "
+                                         "(0: any free port)")
+    return port
+
+
 def add_serve_command(commands) -> None:
     serve = commands.add_parser("serve", help="run the web dashboard and API")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--host", default=None,
+                       help="address to listen on (default: $MNIST_LAB_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=port_number, default=None,
+                       help="port (default: $MNIST_LAB_PORT, else 8000; 0: any free port)")
     serve.add_argument("--max-concurrent-runs", type=int, default=None,
                        help="runs that train at the same time (default 1); others wait queued")
     add_data_dir(serve)

@@ -12,10 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from app.predictor import InputError, NoModel
+from app.predictor import CorruptModel, InputError, NoModel
 from app.responses import CleanJSONResponse
 from app.runs.errors import Conflict, RunNotFound
-from engine.config import ConfigError
+from engine.config import SHOWN_CHARACTERS, ConfigError, shown
 
 logger = logging.getLogger("app.errors")
 
@@ -24,7 +24,7 @@ def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[st
     """FastAPI's validation errors → one readable sentence and a JSON-safe list."""
     sentences, cleaned = [], []
     for error in errors:
-        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        location = [_clipped(str(part)) for part in error.get("loc", ()) if part != "body"]
         kind = error.get("type", "")
         message = error.get("msg", "invalid value")
         if kind == "json_invalid":
@@ -38,8 +38,14 @@ def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[st
         else:
             where = ".".join(location) or "the request body"
             sentences.append(f"{where}: {message[0].lower() + message[1:] if message else message}")
-        cleaned.append({"loc": list(error.get("loc", ())), "msg": message, "type": kind})
+        cleaned.append({"loc": [_clipped(part) if isinstance(part, str) else part
+                                for part in error.get("loc", ())], "msg": message, "type": kind})
     return "; ".join(sentences), cleaned
+
+
+def _clipped(text: str) -> str:
+    """A name the client sent (an unknown field's), cut short: never echoed back whole."""
+    return text if len(text) <= SHOWN_CHARACTERS else shown(text)
 
 
 STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
@@ -86,6 +92,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RunNotFound, plain(404))
     app.add_exception_handler(Conflict, plain(409))
     app.add_exception_handler(NoModel, plain(409))
+    app.add_exception_handler(CorruptModel, plain(409))
     app.add_exception_handler(ConfigError, plain(422))
     app.add_exception_handler(InputError, plain(422))
 

@@ -18,39 +18,82 @@ from engine.inside import probe_forward, signed_bytes
 from engine.metrics import confusion_matrix, evaluate, normalise, per_class_accuracy
 from engine.model import Sequential
 
-MAX_WEIGHT_IMAGES = 64
+MAX_WEIGHT_IMAGES = 64  # per request: GET /api/runs/{id}/weights?offset= pages through the rest
+MAX_MISCLASSIFIED_PAGE = 100
+
+
+def misclassified_order(model: Sequential, images: np.ndarray, labels: np.ndarray,
+                        predictions: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
+    """Every misclassified test digit, most confident mistake first, with the model's second
+    choice (the runner-up digit and its probability)."""
+    wrong = np.flatnonzero(predictions != labels)
+    order = wrong[np.argsort(-confidence[wrong], kind="stable")]
+    probabilities = model.predict_proba(normalise(images[order], model.dtype)) if len(order) \
+        else np.zeros((0, 10))
+    others = probabilities.copy()
+    others[np.arange(len(order)), predictions[order]] = -1.0
+    runner_up = others.argmax(axis=1)
+    return {"index": order, "true": labels[order], "predicted": predictions[order],
+            "confidence": confidence[order], "runner_up": runner_up,
+            "runner_up_confidence": probabilities[np.arange(len(order)), runner_up]}
+
+
+def misclassified_page(mistakes: dict[str, np.ndarray], images: np.ndarray, offset: int,
+                       limit: int, true: int | None = None,
+                       predicted: int | None = None) -> dict[str, Any]:
+    """A page of `misclassified_order`, optionally only the digits `true` read as `predicted`."""
+    keep = np.ones(len(mistakes["index"]), dtype=bool)
+    if true is not None:
+        keep &= mistakes["true"] == true
+    if predicted is not None:
+        keep &= mistakes["predicted"] == predicted
+    rows = np.flatnonzero(keep)
+    page = rows[offset : offset + limit]
+    return {
+        "total": int(len(rows)),
+        "offset": offset,
+        "items": [
+            {"index": int(mistakes["index"][r]), "true": int(mistakes["true"][r]),
+             "predicted": int(mistakes["predicted"][r]),
+             "confidence": float(mistakes["confidence"][r]),
+             "runner_up": int(mistakes["runner_up"][r]),
+             "runner_up_confidence": float(mistakes["runner_up_confidence"][r]),
+             "pixels": images[mistakes["index"][r]].tolist()}
+            for r in page
+        ],
+    }
 
 
 def evaluation(model: Sequential, images: np.ndarray, labels: np.ndarray,
                misclassified: int) -> dict[str, Any]:
     """Accuracy, confusion matrix (rows = true digit), per-class accuracy, and the misclassified
-    test digits the model was most confident about."""
+    test digits the model was most confident about (all of them kept for paging)."""
     result = evaluate(model, images, labels)
     matrix = confusion_matrix(labels, result.predictions)
-    wrong = np.flatnonzero(result.predictions != labels)
-    worst = wrong[np.argsort(-result.confidence[wrong], kind="stable")][:misclassified]
+    mistakes = misclassified_order(model, images, labels, result.predictions, result.confidence)
+    first = misclassified_page(mistakes, images, 0, misclassified)
     return {
         "accuracy": result.accuracy,
         "samples": int(len(labels)),
         "confusion_matrix": matrix.tolist(),
         "per_class_accuracy": per_class_accuracy(matrix).tolist(),
-        "misclassified": [
-            {"index": int(i), "true": int(labels[i]), "predicted": int(result.predictions[i]),
-             "confidence": float(result.confidence[i]), "pixels": images[i].tolist()}
-            for i in worst
-        ],
+        "misclassified": first["items"],
+        "misclassified_total": first["total"],
+        "_mistakes": mistakes,  # kept in the cache for GET .../misclassified, never sent
     }
 
 
-def first_layer_images(model: Sequential, limit: int = MAX_WEIGHT_IMAGES) -> dict[str, Any]:
+def first_layer_images(model: Sequential, offset: int = 0,
+                       limit: int = MAX_WEIGHT_IMAGES) -> dict[str, Any]:
     """The first Dense layer's incoming weights per unit, as 784 values in -1..1 (each unit
-    scaled by its largest absolute weight): what each hidden unit looks for."""
+    scaled by its largest absolute weight): what each hidden unit looks for. Units
+    `offset .. offset + limit` of `units`."""
     weights = model.dense_layers[0].W.value  # (784, units)
     units = weights.shape[1]
-    shown = weights[:, :limit].T.astype(np.float64)
+    shown = weights[:, offset : offset + limit].T.astype(np.float64)
     scale = np.abs(shown).max(axis=1, keepdims=True)
     shown = np.divide(shown, scale, out=np.zeros_like(shown), where=scale > 0)
-    return {"units": int(units), "images": np.round(shown, 4).tolist()}
+    return {"units": int(units), "offset": offset, "images": np.round(shown, 4).tolist()}
 
 
 def decode_pixels(text: str) -> np.ndarray:
@@ -91,17 +134,30 @@ class Inspector:
         self._lock = threading.Lock()
 
     def evaluation(self, run_id: int) -> schemas.Evaluation:
-        return self._cached("evaluation", run_id, lambda model: schemas.Evaluation(**evaluation(
-            model, *self.test_set(), self.misclassified)))
+        result = self._evaluation(run_id)
+        return schemas.Evaluation(**{k: v for k, v in result.items() if k != "_mistakes"})
 
-    def weights(self, run_id: int) -> schemas.Weights:
-        return self._cached("weights", run_id,
-                            lambda model: schemas.Weights(**first_layer_images(model)))
+    def mistakes(self, run_id: int, offset: int, limit: int, true: int | None,
+                 predicted: int | None) -> schemas.MisclassifiedPage:
+        result = self._evaluation(run_id)
+        return schemas.MisclassifiedPage(**misclassified_page(
+            result["_mistakes"], self.test_set()[0], offset, limit, true, predicted))
+
+    def _evaluation(self, run_id: int) -> dict[str, Any]:
+        return self._cached("evaluation", run_id, lambda model: evaluation(
+            model, *self.test_set(), self.misclassified))
+
+    def weights(self, run_id: int, offset: int = 0,
+                limit: int = MAX_WEIGHT_IMAGES) -> schemas.Weights:
+        if offset == 0 and limit == MAX_WEIGHT_IMAGES:
+            return self._cached("weights", run_id,
+                                lambda model: schemas.Weights(**first_layer_images(model)))
+        return schemas.Weights(**first_layer_images(self._model(run_id), offset, limit))
 
     def hidden_units(self, run_id: int, pixels: str, top: int) -> schemas.HiddenUnits:
         """Not cached: it depends on the digit."""
         digit = decode_pixels(pixels)
-        model, metadata = self._model(run_id)
+        model, metadata = self._loaded(run_id)
         return schemas.HiddenUnits(run_id=run_id, model_epoch=metadata.get("epoch"),
                                    **hidden_units(model, digit, top))
 
@@ -114,7 +170,7 @@ class Inspector:
     def _cached(self, kind: str, run_id: int, compute):
         """`compute(model)` for the run's model file as it is now (NoModel, 409, if it is
         missing or unreadable), cached until the file changes."""
-        model, _ = self._model(run_id)
+        model = self._model(run_id)
         cached = self._cache.get((kind, run_id))
         if cached is not None and cached[0] is model:  # the same loaded file
             return cached[1]
@@ -122,7 +178,12 @@ class Inspector:
         self._cache[(kind, run_id)] = (model, value)
         return value
 
-    def _model(self, run_id: int) -> tuple[Sequential, dict[str, Any]]:
+    def _model(self, run_id: int) -> Sequential:
+        """The run's model as its file is now; NoModel (409) if it is missing or unreadable."""
+        return self._loaded(run_id)[0]
+
+    def _loaded(self, run_id: int) -> tuple[Sequential, dict[str, Any]]:
+        """The run's model and its file's metadata; NoModel (409) as `_model`."""
         loaded = self.models.get(run_id)
         if loaded is None:
             raise NoModel(f"the model file of run {run_id} is missing or unreadable; start a new "

@@ -18,8 +18,14 @@ from starlette.exceptions import HTTPException
 
 from app.settings import Settings
 from engine import config as engine_config
-from engine.config import TrainConfig
+from engine.config import ConfigError, TrainConfig, shown
+from engine.digits import TRAIN_SAMPLES
 from engine.footprint import estimated_memory_bytes, parameter_count
+
+# What the server itself holds per step of a run: the live feed keeps every step (an int and its
+# JSON, 116 bytes measured with tracemalloc), and a `/metrics` answer or a watcher's snapshot
+# being built holds the steps again as Python objects and text for a while; rounded up.
+SERVER_BYTES_PER_STEP = 512
 
 
 class LimitExceeded(HTTPException):
@@ -31,37 +37,84 @@ class LimitExceeded(HTTPException):
 
 
 # --- run configs ------------------------------------------------------------------------------------
-def check_run_config(config: TrainConfig, settings: Settings) -> None:
-    """Refuse (422) a config over the size limits, before anything is queued or started."""
+def steps_per_run(config: TrainConfig, settings: Settings) -> int:
+    """Optimisation steps the run takes: epochs x batches of the training set it trains on."""
+    samples = min(settings.train_subset or TRAIN_SAMPLES, TRAIN_SAMPLES)
+    return config.epochs * math.ceil(samples / config.batch_size)
+
+
+def server_memory_bytes(config: TrainConfig, settings: Settings) -> int:
+    """What the server process holds for the run's record of steps (see SERVER_BYTES_PER_STEP)."""
+    return SERVER_BYTES_PER_STEP * steps_per_run(config, settings)
+
+
+def _size_problems(layers: list, epochs: Any, batch_size: Any, settings: Settings) -> list[str]:
+    """Each size limit the given values exceed, as a phrase naming the limit's setting. Values
+    that are not numbers are left to the engine's validation."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
     problems = []
-    layers = config.hidden_layers
     if len(layers) > settings.max_hidden_layers:
         problems.append(f"{len(layers)} hidden layers, at most {settings.max_hidden_layers} "
                         "are allowed (MNIST_LAB_MAX_HIDDEN_LAYERS)")
-    widest = max(layers, default=0)
+    widest = max((n for n in layers if number(n)), default=0)
     if widest > settings.max_units_per_layer:
-        problems.append(f"a layer of {widest} units, at most {settings.max_units_per_layer} per "
-                        "layer are allowed (MNIST_LAB_MAX_UNITS_PER_LAYER)")
-    if config.epochs > settings.max_epochs:
-        problems.append(f"{config.epochs} epochs, at most {settings.max_epochs} are allowed "
+        problems.append(f"a layer of {shown(widest)} units, at most {settings.max_units_per_layer} "
+                        "per layer are allowed (MNIST_LAB_MAX_UNITS_PER_LAYER)")
+    if number(epochs) and epochs > settings.max_epochs:
+        problems.append(f"{shown(epochs)} epochs, at most {settings.max_epochs} are allowed "
                         "(MNIST_LAB_MAX_EPOCHS)")
-    if config.batch_size > settings.max_batch_size:
-        problems.append(f"a batch size of {config.batch_size}, at most {settings.max_batch_size} "
+    if number(batch_size) and batch_size > settings.max_batch_size:
+        problems.append(f"a batch size of {shown(batch_size)}, at most {settings.max_batch_size} "
                         "is allowed (MNIST_LAB_MAX_BATCH_SIZE)")
+    return problems
+
+
+def _too_large(problems: list[str]) -> LimitExceeded:
+    return LimitExceeded(422, "this run is larger than the server allows: " + "; ".join(problems)
+                         + ". Make the run smaller, or ask the server's operator to raise the "
+                         "limit")
+
+
+def run_config(values: dict[str, Any], settings: Settings) -> TrainConfig:
+    """The TrainConfig a request asks for (422 if invalid). A value over one of this server's
+    limits is refused with that limit, not with the engine's looser bound (a layer of 70,000
+    units: at most 4096 here, not the engine's 65536)."""
+    try:
+        return TrainConfig.from_dict(values)
+    except ConfigError:
+        layers = values.get("hidden_layers")
+        problems = _size_problems(layers if isinstance(layers, list) else [],
+                                  values.get("epochs"), values.get("batch_size"), settings)
+        if problems:
+            raise _too_large(problems) from None
+        raise
+
+
+def check_run_config(config: TrainConfig, settings: Settings) -> None:
+    """Refuse (422) a config over the size limits, before anything is queued or started."""
+    problems = _size_problems(list(config.hidden_layers), config.epochs, config.batch_size, settings)
     parameters = parameter_count(config)
     if parameters > settings.max_parameters:
         problems.append(f"{parameters:,} parameters, at most {settings.max_parameters:,} are "
                         "allowed (MNIST_LAB_MAX_PARAMETERS)")
+    steps = steps_per_run(config, settings)
+    if steps > settings.max_steps_per_run:
+        per_epoch = steps // config.epochs
+        problems.append(f"{steps:,} steps ({config.epochs} epochs of {per_epoch:,} batches of "
+                        f"{config.batch_size}), at most {settings.max_steps_per_run:,} are allowed "
+                        "(MNIST_LAB_MAX_STEPS_PER_RUN), so use a larger batch size or fewer epochs")
     if problems:
-        raise LimitExceeded(422, "this run is larger than the server allows: "
-                            + "; ".join(problems) + ". Use fewer or smaller layers, or ask the "
-                            "server's operator to raise the limit")
-    memory_mb = estimated_memory_bytes(config) / 2**20
-    if memory_mb > settings.max_run_memory_mb:
+        raise _too_large(problems)
+    worker_mb = estimated_memory_bytes(config) / 2**20
+    server_mb = server_memory_bytes(config, settings) / 2**20
+    if worker_mb + server_mb > settings.max_run_memory_mb:
         raise LimitExceeded(422, (
-            f"this run would need about {memory_mb:,.0f} MB of memory to train, and the server "
-            f"allows {settings.max_run_memory_mb:,} MB per run (MNIST_LAB_MAX_RUN_MEMORY_MB); "
-            "use smaller layers or a smaller batch size"))
+            f"this run would need about {worker_mb + server_mb:,.0f} MB of memory ({worker_mb:,.0f} MB "
+            f"to train, {server_mb:,.0f} MB in the server for its {steps:,} steps), and the server "
+            f"allows {settings.max_run_memory_mb:,} MB per run (MNIST_LAB_MAX_RUN_MEMORY_MB); use "
+            "smaller layers, a smaller batch size or fewer steps"))
 
 
 def check_capacity(settings: Settings, statuses: Iterable[str]) -> None:
@@ -107,8 +160,10 @@ def field_bounds(settings: Settings) -> dict[str, dict[str, Any]]:
 
 LIMIT_SETTINGS = (
     "max_body_bytes", "max_predict_batch", "max_image_side", "max_image_pixels",
+    "max_concurrent_decodes", "max_header_bytes", "header_timeout_s", "body_timeout_s",
     "max_concurrent_runs", "max_hidden_layers", "max_units_per_layer", "max_parameters",
-    "max_epochs", "max_batch_size", "max_run_memory_mb", "max_queued_runs", "max_runs_kept",
+    "max_epochs", "max_batch_size", "max_steps_per_run", "max_run_memory_mb", "max_queued_runs",
+    "max_runs_kept",
     "max_stream_clients_per_run", "max_stream_clients",
 )
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import engine
-from app import errors, limits, security
+from app import apidocs, errors, limits, security
 from app.executor import Executor, LocalProcessExecutor
 from app.inspection import Inspector
 from app.middleware import BodySizeLimit
@@ -38,7 +38,8 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
         app.state.store = store
         app.state.runs = runs
         app.state.predictions = PredictionService(models, settings.max_predict_batch,
-                                                  settings.max_image_side, settings.max_image_pixels)
+                                                  settings.max_image_side, settings.max_image_pixels,
+                                                  settings.max_concurrent_decodes)
         app.state.inspector = inspector
         await runs.start()
         try:
@@ -54,9 +55,12 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
                     "The contract in prose: docs/API.md.",
         lifespan=lifespan,
         default_response_class=CleanJSONResponse,
+        docs_url=None,  # app.apidocs serves /docs without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     errors.install(app)
+    apidocs.install(app)
     app.include_router(predict.router)  # first: the hot path is matched before anything else
     app.include_router(runs.router)
     app.include_router(stream.router)
@@ -64,7 +68,8 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     static = pages.asset_dir("static")
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=static), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       timeout_s=settings.body_timeout_s)
     limits.install(app, settings)  # WebSocket client limits
     security.install(app, settings)  # outermost: Host, rate limit, Origin, token (refuses exposure)
     return app

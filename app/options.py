@@ -1,10 +1,12 @@
 """What `GET /api/options` answers: presets, the values each config field may take on this
-server, the server's limits, and whether writes need a token."""
+server, the server's limits, whether writes need a token, the `mnist-lab train` option
+of each config field, and what a run's name, tags and notes may hold."""
 
 from __future__ import annotations
 
 from app import limits, schemas, security
 from app.settings import Settings
+from engine.cli import config_flags
 from engine.config import CHOICES, preset_config
 from engine.presets import PRESETS
 
@@ -18,4 +20,7 @@ def describe(settings: Settings) -> schemas.Options:
         fields=limits.field_bounds(settings),
         limits=limits.describe(settings),
         auth_required=security.auth_required(settings),
+        cli_flags=config_flags(),
+        run_fields=list(schemas.RUN_FIELD_BOUNDS),
+        run_field_bounds=schemas.RUN_FIELD_BOUNDS,
     )

@@ -17,15 +17,27 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, UnidentifiedImageError
 
+from app import memory
+from engine.config import shown
 from engine.model import ModelError, Sequential, load_model
 
 N_PIXELS = 28 * 28
 INLINE_MAX_PARAMETERS = 1_000_000  # about 0.1 ms of matrix products per image
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-WORKING_SIDE = 1024  # larger pictures are shrunk to this first: the digit ends up 20 px anyway
+# Larger pictures are shrunk to at most this many pixels a side first: the digit ends up 20 px
+# anyway, and preprocessing works in float64 (a 1024-px RGBA picture would take ~100 MB there).
+WORKING_SIDE = 512
+REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F")
+RELEASE_ABOVE_PIXELS = 1 << 20  # after decoding more than this, freed memory goes back to the OS
+EXIF_ORIENTATION = 0x0112
+EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                  6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                  8: Image.Transpose.ROTATE_90}
 _DATA_URL = re.compile(r"^data:([\w/+.-]*)(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -33,12 +45,32 @@ class InputError(ValueError):
     """Input that cannot be predicted on (HTTP 422); the message says what to send instead."""
 
 
+class CorruptModel(Exception):
+    """A run's model file exists but cannot be read (HTTP 409): truncated, damaged, not a model."""
+
+    def __init__(self, run_id: int, reason: str, active: bool = False):
+        self.run_id, self.reason = run_id, reason
+        whose = f"the active model (run {run_id}), which /predict uses by default," if active else \
+            f"the model file of run {run_id}"
+        choose = ("choose another run's model with PUT /api/active-model (Use for predictions in "
+                  "the Runs list) or send a run_id, " if active else "")
+        super().__init__(
+            f"{whose} is damaged and cannot be read ({reason}). Nothing else is affected: "
+            f"{choose}delete run {run_id} (DELETE /api/runs/{run_id}) or train it again")
+
+    def as_active(self) -> CorruptModel:
+        return CorruptModel(self.run_id, self.reason, active=True)
+
+
 class ModelCache:
-    """Loaded models by run id, reloaded when the file's mtime or size changes (a new epoch)."""
+    """Loaded models by run id, reloaded when the file's mtime or size changes (a new epoch).
+    A file that cannot be read is remembered too (by its version), so a damaged file is read
+    once, not on every request, and answers CorruptModel until it changes."""
 
     def __init__(self, model_path):
         self._model_path = model_path
         self._models: dict[int, tuple[tuple[int, int], Sequential, dict[str, Any]]] = {}
+        self._broken: dict[int, tuple[tuple[int, int], str]] = {}
         self._lock = threading.Lock()
 
     def cached(self, run_id: int) -> Sequential | None:
@@ -53,6 +85,8 @@ class ModelCache:
         return entry[1] if entry[0] == (stat.st_mtime_ns, stat.st_size) else None
 
     def get(self, run_id: int) -> tuple[Sequential, dict[str, Any]] | None:
+        """The run's model and metadata; None if it has no file; CorruptModel if it has a file
+        that cannot be read."""
         path: Path = self._model_path(run_id)
         try:
             stat = path.stat()
@@ -67,15 +101,24 @@ class ModelCache:
             cached = self._models.get(run_id)
             if cached is not None and cached[0] == version:
                 return cached[1], cached[2]
+            broken = self._broken.get(run_id)
+            if broken is not None and broken[0] == version:
+                raise CorruptModel(run_id, broken[1])
             try:
                 model, metadata = load_model(path)
-            except (ModelError, FileNotFoundError):
-                return None
+            except ModelError as error:
+                if isinstance(error.__cause__, FileNotFoundError):  # deleted meanwhile
+                    return None
+                self._models.pop(run_id, None)
+                self._broken[run_id] = (version, str(error))
+                raise CorruptModel(run_id, str(error)) from None
+            self._broken.pop(run_id, None)
             self._models[run_id] = (version, model, metadata)
             return model, metadata
 
     def forget(self, run_id: int) -> None:
         self._models.pop(run_id, None)
+        self._broken.pop(run_id, None)
 
 
 def probabilities(model: Sequential, inputs: np.ndarray) -> np.ndarray:
@@ -107,7 +150,7 @@ def parse_pixels(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
                              "(28x28, row-major)")
         if not set(map(type, row)) <= _NUMBER_TYPES:  # bool is not a number here
             bad = next(item for item in row if type(item) not in _NUMBER_TYPES)
-            raise InputError(f"{where} must hold only numbers in 0..1, found {bad!r}")
+            raise InputError(f"{where} must hold only numbers in 0..1, found {shown(bad)}")
     try:
         array = np.array(rows, dtype=np.float64)
     except OverflowError:
@@ -118,6 +161,11 @@ def parse_pixels(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
     if low < 0.0 or high > 1.0:
         hint = " (it looks like 0..255: divide by 255)" if high > 1.0 and high <= 255 else ""
         raise InputError(f"pixel values must be in 0..1, got values from {low:g} to {high:g}{hint}")
+    blank = np.flatnonzero(array.max(axis=1) == 0.0)
+    if blank.size:  # the same 422 as a picture with nothing on it
+        where = f"pixels[{blank[0]}]" if batch else "pixels"
+        raise InputError(f"nothing is drawn: every value of {where} is 0; draw a digit (white ink, "
+                         "values up to 1, on black) and try again")
     return array.astype(np.float32), batch
 
 
@@ -150,10 +198,16 @@ def decode_base64_image(text: Any) -> bytes:
 
 
 def decode_image(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
-    """PNG/JPEG/... bytes → (H, W) grey or (H, W, 4) RGBA uint8, refusing decompression bombs:
-    the size in the header is checked before a single pixel is decoded."""
+    """PNG/JPEG/... bytes → (H, W) grey or (H, W, 4) RGBA uint8, at most WORKING_SIDE a side.
+
+    Memory is bounded before a single pixel is decoded: the header's size must be within
+    `max_side`; a JPEG is decoded straight to grey at 1/2, 1/4 or 1/8 scale by its own decoder
+    (`draft`) when it is larger than needed; what is then decoded must be at most `max_pixels`
+    (4 bytes each at most). It is shrunk by whole factors (`reduce`, a box filter) before any
+    conversion, so only one full-size copy ever exists."""
     if not data:
         raise InputError("the image is empty (0 bytes); send a PNG or JPEG file")
+    large = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -161,27 +215,46 @@ def decode_image(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
             width, height = image.size
             if width < 1 or height < 1:
                 raise InputError(f"the image is {width}x{height} pixels: empty")
-            if max(width, height) > max_side or width * height > max_pixels:
+            if max(width, height) > max_side:
+                raise InputError(f"the image is {width}x{height} pixels; at most {max_side} pixels "
+                                 "a side are accepted: scale it down and try again")
+            has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+                image.mode in ("P", "L", "RGB") and "transparency" in image.info)
+            if image.format == "JPEG":  # no alpha; the decoder scales by 1/2..1/8 for free
+                image.draft("L", (WORKING_SIDE, WORKING_SIDE))
+            width, height = image.size
+            if width * height > max_pixels:
                 raise InputError(
-                    f"the image is {width}x{height} pixels; at most {max_side} pixels a side and "
-                    f"{max_pixels:,} pixels in all are accepted: scale it down and try again"
-                )
-            image = ImageOps.exif_transpose(image)
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-                image.mode == "P" and "transparency" in image.info)
+                    f"the image is {width}x{height} pixels; at most {max_pixels:,} pixels in all are "
+                    "decoded (a digit needs a few hundred pixels a side): scale it down and try again")
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            large = width * height > RELEASE_ABOVE_PIXELS
+            image.load()
+            if image.mode not in REDUCIBLE_MODES or "transparency" in image.info:
+                image = image.convert("RGBA" if has_alpha else "L")  # palette, 1-bit, 16-bit
+            factor = math.ceil(max(image.size) / WORKING_SIDE)
+            if factor > 1:
+                image = image.reduce(factor)
             image = image.convert("RGBA" if has_alpha else "L")
-            if max(image.size) > WORKING_SIDE:
-                image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
-            return np.asarray(image)
+            if orientation in EXIF_TRANSPOSE:
+                image = image.transpose(EXIF_TRANSPOSE[orientation])
+            return np.array(image)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError("the image declares too many pixels to decode safely; scale it down") from None
+    except UnidentifiedImageError:
+        raise InputError("the image cannot be decoded: the data is not a "
+                         f"{', '.join(IMAGE_FORMATS)} file; send a PNG or JPEG file") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(
-            f"the image cannot be decoded ({error}); send a PNG or JPEG file "
+            f"the image cannot be decoded ({shown(str(error), 120)[1:-1]}); send a PNG or JPEG file "
             f"({', '.join(IMAGE_FORMATS)} are accepted)"
         ) from None
+    finally:
+        if large:
+            image = None
+            memory.release()  # the full-size copy is gone: give its pages back
 
 
 def image_to_input(data: bytes, max_side: int, max_pixels: int) -> np.ndarray:
@@ -207,7 +280,7 @@ def _finite(value: float) -> float:
 
 # The 784 input values are sent back rounded to 4 decimals. Formatting floats one by one is the
 # most expensive part of a prediction, so every possible value is formatted once, padded to a
-# fixed width with spaces (insignificant in JSON), and an answer is one gather of those bytes.
+# fixed width with spaces, and an answer is one gather of those bytes, the padding then removed.
 _INPUT_WIDTH = 7  # "0.1234," and "     0,"
 _INPUT_TEXT = np.array(
     [np.frombuffer(f"{format(i / 10000, '.4g'):>{_INPUT_WIDTH - 1}},".encode(), np.uint8)
@@ -217,19 +290,23 @@ _INPUT_TEXT = np.array(
 def prediction_json(probs: np.ndarray, run_id: int, inputs: np.ndarray) -> str:
     """The JSON answer for one image, `input` included (docs/API.md, Prediction)."""
     steps = np.rint(np.clip(inputs, 0.0, 1.0) * 10000).astype(np.intp)
-    values = _INPUT_TEXT[steps].tobytes()[:-1].decode("ascii")
+    values = _INPUT_TEXT[steps].tobytes()[:-1].replace(b" ", b"").decode("ascii")
     head = json.dumps(prediction(probs, run_id), allow_nan=False, separators=(",", ":"))
     return f'{head[:-1]},"input":[{values}]}}'
 
 
 class PredictionService:
-    """What /predict does once the model is chosen: runs in a worker thread."""
+    """What /predict does once the model is chosen: runs in a worker thread. Pictures are decoded
+    in at most `max_concurrent_decodes` threads at once (`decode_slots`), the others wait their
+    turn, so a flood of uploads holds at most that many decoded pictures."""
 
-    def __init__(self, models: ModelCache, max_batch: int, max_image_side: int, max_image_pixels: int):
+    def __init__(self, models: ModelCache, max_batch: int, max_image_side: int, max_image_pixels: int,
+                 max_concurrent_decodes: int = 2):
         self.models = models
         self.max_batch = max_batch
         self.max_image_side = max_image_side
         self.max_image_pixels = max_image_pixels
+        self.decode_slots = anyio.CapacityLimiter(max_concurrent_decodes)
 
     def from_pixels(self, run_id: int, value: Any) -> str:
         """The JSON answer for `{"pixels": ...}` (one image or a batch)."""

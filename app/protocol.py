@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
 
-from engine.events import EndEvent, EpochEvent, LayersEvent, PauseEvent, StartEvent
+from engine.events import Divergence, EndEvent, EpochEvent, LayersEvent, PauseEvent, StartEvent
 
 Point = tuple[int, int, float]  # (step, epoch, loss)
 EndStatus = Literal["completed", "stopped", "failed"]
@@ -61,7 +61,8 @@ class Ended:
     EndEvent (`Ended.of`), from a worker that failed outside the trainer (`Ended.failure`: MNIST
     missing, a model that could not be saved), or by the executor when the process died without
     sending one (`Ended.death`). The server may end a run itself the same way (stopped before it
-    started, or a process that could not be started)."""
+    started, or a process that could not be started). `diverged`: the trainer's record of the
+    step where the loss blew up (engine.events.Divergence), for a run that failed so."""
 
     status: EndStatus
     reason: str | None
@@ -69,13 +70,14 @@ class Ended:
     duration_s: float | None = None  # None: not measured by the worker; the server counts it
     traceback: str | None = None  # for the server's log: where a worker failed
     died: bool = False  # the process ended without reporting how
+    diverged: Divergence | None = None
     test_loss: float | None = None
     event: ClassVar[str] = "end"
 
     @classmethod
     def of(cls, end: EndEvent) -> Ended:
         return cls(end.status, end.reason, end.test_accuracy, end.duration_s,
-                   test_loss=end.test_loss)
+                   diverged=end.diverged, test_loss=end.test_loss)
 
     @classmethod
     def failure(cls, error: BaseException) -> Ended:
@@ -118,11 +120,13 @@ def from_wire(wire: dict[str, Any]) -> Message:
     if kind is None:
         raise ProtocolError(f"not a run message: {str(wire)[:200]}")
     fields = {key: value for key, value in wire.items() if key != "event"}
-    if kind is Iterations and "points" in fields:
-        fields["points"] = tuple(tuple(point) for point in fields["points"])
     try:
         if hasattr(kind, "from_dict"):  # nested dataclasses (LayersEvent)
             return kind.from_dict(fields)
+        if kind is Iterations and "points" in fields:
+            fields["points"] = tuple(tuple(point) for point in fields["points"])
+        if kind is Ended and isinstance(fields.get("diverged"), dict):
+            fields["diverged"] = Divergence(**fields["diverged"])
         return kind(**fields)
     except (TypeError, KeyError) as error:
         raise ProtocolError(f"a malformed {wire['event']!r} message: {error}") from None

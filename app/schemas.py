@@ -6,13 +6,45 @@ an answer cannot drift from what OpenAPI (/docs) documents. docs/API.md is the p
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, get_type_hints
+import unicodedata
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+    WrapValidator,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from app.runs.state import RunStatus
-from engine.config import AUGMENT_BOUNDS
+from engine.config import AUGMENT_BOUNDS, shown
 from engine.events import EpochEvent
+
+SQLITE_INTEGER_MAX = 2**63 - 1  # run ids and steps are SQLite integers
+
+
+def _a_number(value: Any) -> Any:
+    """JSON numbers only: `true` or `"64"` is refused, not read as 1 or 64 (the engine would
+    refuse them too; this says so before anything is coerced)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "true/false" if isinstance(value, bool) else type(value).__name__
+        raise PydanticCustomError("number_type", "must be a JSON number, not {kind} ({value})",
+                                  {"kind": "a string" if kind == "str" else kind, "value": shown(value)})
+    return value
+
+
+# Whole numbers (3.0 counts, as in JSON Schema; 3.5 does not) and numbers, never a bool or a string.
+Integer = Annotated[int, BeforeValidator(_a_number)]
+Number = Annotated[float, BeforeValidator(_a_number)]
+Name = Annotated[str, StringConstraints(strict=True, max_length=64)]  # a preset or choice name
 
 
 class Answer(BaseModel):
@@ -31,15 +63,15 @@ def _range(name: str) -> str:
 class Augmentation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shift: float | None = Field(None, description=f"max translation in pixels {_range('shift')}")
-    rotation: float | None = Field(None, description=f"max rotation in degrees {_range('rotation')}")
-    scale: float | None = Field(None, description=f"max relative zoom {_range('scale')}")
-    shear: float | None = Field(None, description=f"max shear in degrees {_range('shear')}")
-    elastic_alpha: float | None = Field(
+    shift: Number | None = Field(None, description=f"max translation in pixels {_range('shift')}")
+    rotation: Number | None = Field(None, description=f"max rotation in degrees {_range('rotation')}")
+    scale: Number | None = Field(None, description=f"max relative zoom {_range('scale')}")
+    shear: Number | None = Field(None, description=f"max shear in degrees {_range('shear')}")
+    elastic_alpha: Number | None = Field(
         None, description=f"elastic distortion strength {_range('elastic_alpha')}")
-    elastic_sigma: float | None = Field(
+    elastic_sigma: Number | None = Field(
         None, description=f"elastic distortion smoothness {_range('elastic_sigma')}")
-    thickness: float | None = Field(
+    thickness: Number | None = Field(
         None, description=f"probability of thinning/thickening strokes {_range('thickness')}")
 
 
@@ -53,26 +85,26 @@ class RunConfig(BaseModel):
          "learning_rate": 0.001, "batch_size": 64, "epochs": 5, "dropout": 0.2, "seed": 1},
     ]})
 
-    preset: str | None = Field(None, description="starting point; GET /api/options lists them")
-    hidden_layers: list[int] | None = Field(None, description="hidden layer sizes, e.g. [256, 128]")
-    activation: str | None = None
-    init: str | None = None
-    batch_norm: bool | None = None
-    dropout: float | None = None
-    optimizer: str | None = None
-    learning_rate: float | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    lr_schedule: str | None = None
-    lr_decay: float | None = None
-    warmup_epochs: float | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    seed: int | None = None
-    validation_size: int | None = Field(
+    preset: Name | None = Field(None, description="starting point; GET /api/options lists them")
+    hidden_layers: list[Integer] | None = Field(None, description="hidden layer sizes, e.g. [256, 128]")
+    activation: Name | None = None
+    init: Name | None = None
+    batch_norm: StrictBool | None = None
+    dropout: Number | None = None
+    optimizer: Name | None = None
+    learning_rate: Number | None = None
+    momentum: Number | None = None
+    weight_decay: Number | None = None
+    lr_schedule: Name | None = None
+    lr_decay: Number | None = None
+    warmup_epochs: Number | None = None
+    batch_size: Integer | None = None
+    epochs: Integer | None = None
+    seed: Integer | None = None
+    validation_size: Integer | None = Field(
         None, description="training digits held out for validation, the last ones (default 5000; "
                           "0: train on all and report no validation)")
-    stats_every: int | None = Field(
+    stats_every: Integer | None = Field(
         None, description="layer statistics every this many steps and after every epoch "
                           "(default 100; 0: none)")
     augmentation: Augmentation | None = None
@@ -106,6 +138,14 @@ class Samples(Answer):
     test: int
 
 
+class Divergence(Answer):
+    """Where a run diverged (engine.events.Divergence)."""
+
+    step: int = Field(description="the first step whose loss was not finite or above 100; no "
+                                  "update was made from it, so it is not among the stored steps")
+    loss: float | None = Field(description="that loss; null when it was not a finite number")
+
+
 class RunSummary(Answer):
     """A run as listed: everything but its per-epoch metrics."""
 
@@ -129,6 +169,11 @@ class RunSummary(Answer):
     stepping: bool = Field(description="a step request (POST .../step) is under way")
     has_model: bool
     is_active_model: bool
+    name: str | None = Field(description="the name its user gave it; null: none given")
+    tags: list[str]
+    notes: str | None
+    diverged: Divergence | None = Field(description="where the loss blew up, for a run that "
+                                                    "failed because it diverged; else null")
 
 
 class Run(RunSummary):
@@ -221,6 +266,8 @@ class Misclassified(Answer):
     true: int
     predicted: int
     confidence: float
+    runner_up: int = Field(description="the model's second choice")
+    runner_up_confidence: float = Field(description="the probability of its second choice")
     pixels: list[int] = Field(description="784 ints 0..255, row-major")
 
 
@@ -230,11 +277,105 @@ class Evaluation(Answer):
     confusion_matrix: list[list[int]] = Field(description="10x10, rows = true digit")
     per_class_accuracy: list[float]
     misclassified: list[Misclassified]
+    misclassified_total: int = Field(description="every misclassified test digit")
+
+
+class MisclassifiedPage(Answer):
+    total: int = Field(description="misclassified test digits that match the filter")
+    offset: int
+    items: list[Misclassified]
 
 
 class Weights(Answer):
     units: int
+    offset: int = Field(description="the unit of the first image")
     images: list[list[float]]
+
+
+# --- a run's name, tags and notes (PATCH /api/runs/{id}) -------------------------------------------
+NAME_MAX_LENGTH = 120
+NOTES_MAX_LENGTH = 4000
+TAG_MAX_LENGTH = 40
+TAGS_MAX_ITEMS = 20
+# Letters (with their accents), digits and _ . : / + = @ # -, single spaces inside: no commas
+# (the page lists tags separated by them), no quotes, no control characters.
+TAG_PATTERN = r"^[\p{L}\p{M}\p{N}_.:/+=@#-]+(?: [\p{L}\p{M}\p{N}_.:/+=@#-]+)*$"
+TAG_RULE = (f"1 to {TAG_MAX_LENGTH} letters, digits, single spaces (not at either end) and "
+            "_ . : / + = @ # -")
+
+
+def _text(keep: str = ""):
+    """The validator of a free-text field (after surrounding whitespace went): blank becomes None
+    (no value), and control characters other than `keep` are refused."""
+    def clean(value: str) -> str | None:
+        bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in keep), None)
+        if bad is not None:
+            raise PydanticCustomError(
+                "control_character", "the control character {code} is not allowed here; send "
+                "plain text" + (" (line breaks and tabs are fine)" if keep else " on one line"),
+                {"code": f"U+{ord(bad):04X}"})
+        return value or None
+    return clean
+
+
+def _tag_error(value: Any, handler) -> str:
+    """A string that is no tag gets the rule in its error (a pattern alone reads badly)."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, str):
+            raise
+        raise PydanticCustomError("tag", "{tag} is not a tag: a tag is {rule}",
+                                  {"tag": repr(value[:60]), "rule": TAG_RULE}) from None
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX_LENGTH),
+                 AfterValidator(_text())]
+Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTES_MAX_LENGTH),
+                  AfterValidator(_text(keep="\n\r\t"))]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                       max_length=TAG_MAX_LENGTH, pattern=TAG_PATTERN),
+                WrapValidator(_tag_error)]
+
+
+class RunDetails(BaseModel):
+    """What PATCH /api/runs/{id} sets: any of a run's name, tags and notes; a field left out
+    keeps its value. Surrounding whitespace is dropped; a blank or null name or notes clears it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"name": "wide adam", "tags": ["baseline", "lr-sweep"], "notes": "the reference run"},
+        {"name": None},
+    ]})
+
+    name: Name | None = Field(None, description=f"up to {NAME_MAX_LENGTH} characters, one line; "
+                                                "null clears it")
+    tags: list[Tag] = Field(default_factory=list, max_length=TAGS_MAX_ITEMS, description=(
+        f"at most {TAGS_MAX_ITEMS}, each {TAG_RULE}; the list replaces the run's tags "
+        "([] removes them all); a repeated tag is kept once"))
+    notes: Notes | None = Field(None, description=f"up to {NOTES_MAX_LENGTH} characters; null "
+                                                  "clears them")
+
+    @field_validator("tags")
+    @classmethod
+    def _once_each(cls, tags: list[str]) -> list[str]:
+        return list(dict.fromkeys(tags))
+
+
+class RunFieldBounds(Answer):
+    """What a run's name, tags or notes may hold (PATCH /api/runs/{id})."""
+
+    max_length: int = Field(description="most characters (of each tag), after surrounding "
+                                        "whitespace is dropped")
+    max_items: int | None = Field(None, description="most tags")
+    pattern: str | None = Field(None, description="what each tag matches (a regular expression "
+                                                  "with Unicode classes: JavaScript's `u` flag)")
+
+
+RUN_FIELD_BOUNDS = {
+    "name": RunFieldBounds(max_length=NAME_MAX_LENGTH),
+    "tags": RunFieldBounds(max_length=TAG_MAX_LENGTH, max_items=TAGS_MAX_ITEMS, pattern=TAG_PATTERN),
+    "notes": RunFieldBounds(max_length=NOTES_MAX_LENGTH),
+}
 
 
 class ActiveModel(Answer):
@@ -245,7 +386,8 @@ class ActiveModel(Answer):
 class ActiveModelChoice(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"run_id": 3}]})
 
-    run_id: int | None = Field(description="the run whose model /predict uses; null: the best one")
+    run_id: Annotated[int, Field(strict=True, ge=1, le=SQLITE_INTEGER_MAX)] | None = Field(
+        description="the run whose model /predict uses; null: the best one")
 
 
 class Prediction(BaseModel):
@@ -289,6 +431,11 @@ class Options(Answer):
         "plus max_items), {choices} for names; augmentation fields as 'augmentation.<name>'"))
     limits: dict[str, int | float | None]
     auth_required: bool
+    cli_flags: dict[str, str] = Field(description=(
+        "config field -> the `mnist-lab train` option that sets it (augmentation fields as "
+        "'augmentation.<name>'; booleans also take `--no-<option>`)"))
+    run_fields: list[str] = Field(description="what PATCH /api/runs/{id} may set on any run")
+    run_field_bounds: dict[str, RunFieldBounds] = Field(description="what each of them may hold")
 
 
 class Error(Answer):

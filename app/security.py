@@ -256,5 +256,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     origins = allowed_origins(settings)
     if origins:  # outermost, so that refusals carry CORS headers and preflights are answered
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
-                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)

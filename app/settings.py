@@ -31,11 +31,18 @@ class Settings:
     # Train/test on the first N samples of real MNIST (quick demos and tests); None = all of it.
     train_subset: int | None = None
     test_subset: int | None = None
-    # Requests
+    # Connections and requests (app/connections.py, app/middleware.py)
+    max_connections: int = 1000  # open HTTP and WebSocket connections; one more gets 503
+    max_header_bytes: int = 64 * 1024  # request line and headers; larger: 431
+    header_timeout_s: float = 10.0  # for the request line and headers to arrive; then 408
+    body_timeout_s: float = 30.0  # for the body to arrive (time spent waiting for it); then 408
+    keep_alive_timeout_s: int = 5  # an idle connection between two requests is closed after this
     max_body_bytes: int = 2 * 1024 * 1024
     max_predict_batch: int = 512
     max_image_side: int = 8192  # pixels, checked from the header before decoding
-    max_image_pixels: int = 24_000_000
+    # Pixels decoded (after a JPEG's own downscaling), 4 bytes each at most: 2048 x 2048.
+    max_image_pixels: int = 4_194_304
+    max_concurrent_decodes: int = 2  # pictures decoded at once; more wait their turn
     # Live stream: a client more than this many points or messages behind gets a fresh snapshot.
     stream_max_lag_points: int = 20_000
     stream_max_lag_messages: int = 256
@@ -60,7 +67,8 @@ class Settings:
     max_parameters: int = 20_000_000
     max_epochs: int = 200
     max_batch_size: int = 8192
-    max_run_memory_mb: int = 2048  # estimated peak of one training process
+    max_steps_per_run: int = 100_000  # epochs x batches per epoch (200 epochs of batch 128 fit)
+    max_run_memory_mb: int = 2048  # estimated peak of one training process plus the server's share
     max_queued_runs: int = 16
     max_runs_kept: int = 500
     max_stream_clients_per_run: int = 100
@@ -78,6 +86,19 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive number of samples, got {value}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
+        if self.max_header_bytes < 1024:
+            raise SettingsError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be a positive number of seconds, got "
+                                    f"{getattr(self, name)}")
+        if self.max_connections <= self.max_stream_clients:
+            raise SettingsError(
+                f"max_connections ({self.max_connections}) must be larger than max_stream_clients "
+                f"({self.max_stream_clients}): every WebSocket watcher holds a connection")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"the port must be between 1 and 65535 (0: any free port), got "
+                                f"{self.port}")
 
     @property
     def database_path(self) -> Path:

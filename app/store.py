@@ -19,8 +19,6 @@ from typing import Any, get_type_hints
 from app.runs.state import ACTIVE_STATUSES
 from engine.events import EPOCH_FIELDS, EpochEvent
 
-SCHEMA_VERSION = 2
-
 
 def _epoch_columns() -> dict[str, str]:
     """The epochs table's metric columns: one per EpochEvent field, typed by it (a field that may
@@ -52,7 +50,12 @@ _LAYERS_TABLE = """CREATE TABLE IF NOT EXISTS layers (
     PRIMARY KEY (run_id, step)
 );"""
 
-_SCHEMA = f"""
+# The schema's history: MIGRATIONS[n - 1] brings a database from version n - 1 to n (version 0:
+# a new, empty file). A database runs the ones it lacks, in order, each in one transaction with its
+# new version number, so a crash leaves it at one version or the next, never in between. To change
+# the schema, append a migration; never edit one that has shipped (older files have run it). The
+# epochs table's metric columns are the exception: they follow EpochEvent (see Store._migrate).
+_VERSION_1 = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     status TEXT NOT NULL,
@@ -68,9 +71,7 @@ CREATE TABLE IF NOT EXISTS runs (
     samples_per_second REAL,
     best_val_accuracy REAL,
     test_accuracy REAL,
-    has_model INTEGER NOT NULL DEFAULT 0,
-    test_loss REAL,
-    model_epoch INTEGER
+    has_model INTEGER NOT NULL DEFAULT 0
 );
 {_EPOCHS_TABLE}
 CREATE TABLE IF NOT EXISTS iterations (
@@ -84,28 +85,43 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
 );
-{_LAYERS_TABLE}"""
-
-# Version 1 (before validation was held out) to 2: the runs get test_loss and model_epoch; the
-# epochs' train_loss/train_accuracy were the running mean over the epoch's batches, so they move
-# to running_loss/running_accuracy and the clean train metric (not measured then) is NULL; the
-# layers table is new. (Epochs of version 1 measured "validation" on the test set.)
-_MIGRATE_1_TO_2 = f"""
+"""
+# 2: a run's name, tags (a JSON array of strings) and notes, given by its user; and where it
+# diverged (the step whose loss blew up, and that loss: NULL when it was not finite).
+_VERSION_2 = """
+ALTER TABLE runs ADD COLUMN name TEXT;
+ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE runs ADD COLUMN notes TEXT;
+ALTER TABLE runs ADD COLUMN diverged_step INTEGER;
+ALTER TABLE runs ADD COLUMN diverged_loss REAL;
+"""
+# 3: held-out validation. Before it, an epoch's train_loss/train_accuracy were the running mean
+# over its batches: they move to running_loss/running_accuracy, and the clean train metric, never
+# measured then, is NULL (their "validation" was the test set). Runs get test_loss and
+# model_epoch; the layer statistics get their table. (The epochs table is rebuilt: its val_*
+# columns were NOT NULL, and a run without validation has none.)
+_VERSION_3 = f"""
 ALTER TABLE runs ADD COLUMN test_loss REAL;
 ALTER TABLE runs ADD COLUMN model_epoch INTEGER;
-ALTER TABLE epochs RENAME TO epochs_v1;
+ALTER TABLE epochs RENAME TO epochs_v2;
 {_EPOCHS_TABLE}
 INSERT INTO epochs (run_id, epoch, val_loss, val_accuracy, running_loss, running_accuracy,
                     duration_s, learning_rate)
     SELECT run_id, epoch, val_loss, val_accuracy, train_loss, train_accuracy, duration_s,
-           learning_rate FROM epochs_v1;
-DROP TABLE epochs_v1;
-{_LAYERS_TABLE}"""
+           learning_rate FROM epochs_v2;
+DROP TABLE epochs_v2;
+{_LAYERS_TABLE}
+"""
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+SCHEMA_VERSION = len(MIGRATIONS)
 
-RUN_COLUMNS = ("status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
-               "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy",
-               "has_model", "test_loss", "model_epoch")
-# the columns a run's changes update (RunState, app/runs/state.py)
+RUN_COLUMNS = (  # the columns a run's changes update (RunState, app/runs/state.py)
+    "status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
+    "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy", "has_model",
+    "name", "tags", "notes", "diverged_step", "diverged_loss",  # version 2
+    "test_loss", "model_epoch",  # version 3
+)
+JSON_COLUMNS = frozenset({"tags"})  # stored as JSON text, read back as lists
 
 
 class StoreError(RuntimeError):
@@ -132,11 +148,14 @@ class Store:
                 f"{self.path} has schema version {version}, newer than this MNIST Lab understands "
                 f"({SCHEMA_VERSION}); upgrade MNIST Lab or use another --data-dir"
             )
-        if version < SCHEMA_VERSION:
-            # one script, one transaction: a crash leaves either the old schema or the new one
-            script = _SCHEMA if version == 0 else _MIGRATE_1_TO_2
-            self._db.executescript(
-                f"BEGIN; {script} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            try:
+                self._db.executescript(
+                    f"BEGIN; {MIGRATIONS[number - 1]} PRAGMA user_version={number}; COMMIT;")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
         # A metric added to EpochEvent since this file was created becomes a column; epochs stored
         # before have NULL there (so such a field must be `X | None` in EpochEvent).
         present = {row[1] for row in self._db.execute("PRAGMA table_info(epochs)")}
@@ -167,8 +186,10 @@ class Store:
         if not values:
             return
         assignments = ", ".join(f"{name} = ?" for name in values)
+        stored = [json.dumps(list(value), allow_nan=False) if name in JSON_COLUMNS else value
+                  for name, value in values.items()]
         with self._lock:
-            self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+            self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*stored, run_id))
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         with self._lock:
@@ -293,5 +314,7 @@ def _run_row(row: sqlite3.Row) -> dict[str, Any]:
     run = dict(row)
     run["config"] = json.loads(run["config"])
     run["has_model"] = bool(run["has_model"])
+    for name in JSON_COLUMNS:
+        run[name] = json.loads(run[name])
     return run
 

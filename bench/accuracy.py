@@ -4,7 +4,7 @@
     python bench/accuracy.py --preset best --save best.npz
     python bench/accuracy.py --preset default --set '{"epochs": 5}'   # any config override
 
-Prints one JSON object: test accuracy, training time, augmentation cost per epoch (augment_batch
+Prints one JSON object: test accuracy, training time, augmentation cost per epoch (an Augmenter
 alone over 60,000 digits), accuracy on the drawn-digit set through `to_mnist` (as /predict sees
 drawings), and the paper's figure where there is one. Progress goes to stderr, one line per epoch.
 Run long presets with `nice`: the machine may be shared.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.augment import augment_batch
+from engine.augment import Augmenter
 from engine.config import TrainConfig
 from engine.data import load_mnist
 from engine.drawn import evaluate_drawn
@@ -32,13 +32,15 @@ PAPER_TEST_ERROR = {"simard-800": 1.6, "simard-800-affine": 1.1, "simard-800-ela
 
 
 def augmentation_seconds_per_epoch(config: TrainConfig, images: np.ndarray) -> float:
-    """Wall time of augment_batch over one epoch of training digits at the config's batch size."""
+    """Wall time of distorting one epoch of training digits at the config's batch size, batch after
+    batch as the trainer's pipeline does (in one thread, nothing else running)."""
     if not config.augmentation.enabled:
         return 0.0
     rng = np.random.default_rng(0)
+    augmenter = Augmenter(config.augmentation)
     started = time.perf_counter()
     for start in range(0, len(images), config.batch_size):
-        augment_batch(images[start : start + config.batch_size], config.augmentation, rng)
+        augmenter(images[start : start + config.batch_size], rng)
     return time.perf_counter() - started
 
 

@@ -97,7 +97,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def soak(args: argparse.Namespace, mnist_dir: Path) -> dict:
     payload = payload_for("pixels", mnist_dir)
-    env = {"MNIST_DIR": str(mnist_dir), "MNIST_LAB_MAX_EPOCHS": str(LONG_EPOCHS)}
+    env = {"MNIST_DIR": str(mnist_dir), "MNIST_LAB_MAX_EPOCHS": str(LONG_EPOCHS),
+           "MNIST_LAB_MAX_STEPS_PER_RUN": str(LONG_EPOCHS * 469)}
     if args.train_subset:
         env["MNIST_LAB_TRAIN_SUBSET"] = str(args.train_subset)
     seconds = 60 * args.minutes

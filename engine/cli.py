@@ -134,6 +134,15 @@ AUGMENT_OPTIONS = (  # (option, AugmentConfig field, metavar, help)
 )
 
 
+def config_flags() -> dict[str, str]:
+    """Config field -> the `mnist-lab train` option that sets it ('augmentation.<name>' for the
+    augmentation fields; a boolean field also has its `--no-` form). The dashboard's "Copy CLI
+    command" reads this through GET /api/options, so the mapping lives here only."""
+    flags = {field: f"--{option.replace('_', '-')}" for option, field in TRAIN_OPTIONS.items()}
+    flags |= {f"augmentation.{field}": f"--{option}" for option, field, _, _ in AUGMENT_OPTIONS}
+    return flags
+
+
 def _add_train_parser(commands) -> None:
     train = commands.add_parser(
         "train",
@@ -204,7 +213,27 @@ def train_config_from_args(args: argparse.Namespace):
             overrides["augmentation"] = {**dataclasses.asdict(preset), **augment}
         return TrainConfig.from_dict({"preset": args.preset, **overrides})
     except ConfigError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(in_flags(error)) from None
+
+
+# Config field -> the `train` flag that sets it, for error messages in the user's own words.
+FLAGS = {**{field: f"--{option.replace('_', '-')}" for option, field in TRAIN_OPTIONS.items()},
+         **{f"augmentation.{field}": f"--{option}" for option, field, _, _ in AUGMENT_OPTIONS},
+         "preset": "--preset"}
+
+
+def in_flags(error) -> str:
+    """A ConfigError's message with the field it names replaced by the flag that sets it:
+    `hidden_layers[] must be ...` becomes `--hidden: each size must be ...`."""
+    message = str(error)
+    flag = FLAGS.get(error.field or "")
+    if flag is None:
+        return message
+    if message.startswith(f"{error.field}[] "):
+        return f"{flag}: each size {message[len(error.field) + 3:]}"
+    if message.startswith(f"{error.field} "):
+        return f"{flag} {message[len(error.field) + 1:]}"
+    return message
 
 
 def _check_save_path(path: Path | None) -> None:
@@ -426,6 +455,18 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The program reading stdout exited (`mnist-lab train --json | head`): stop quietly, as a
+    command killed by SIGPIPE does, instead of a traceback; stdout goes to /dev/null so that the
+    interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,26 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 
 
 class ConfigError(ValueError):
-    """A training configuration that cannot be used, with the reason and what would be valid."""
+    """A training configuration that cannot be used, with the reason and what would be valid.
+
+    `field` names the config field at fault (e.g. `"hidden_layers"`, `"augmentation.shift"`), so
+    the CLI can name its own flag instead; None when the config as a whole is wrong."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+SHOWN_CHARACTERS = 40
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """`repr(value)` for an error message, cut to its first `limit` characters: a client's
+    megabyte-long name is quoted, not echoed back whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class Bounds(NamedTuple):
@@ -153,7 +172,8 @@ class TrainConfig:
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             known = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {known}")
+            raise ConfigError(f"unknown config field(s) {', '.join(map(shown, unknown))}; known "
+                              f"fields: {known}")
         values = base.to_dict()
         values.update({k: v for k, v in data.items() if v is not None})
         values["preset"] = preset if preset is not None else base.preset
@@ -169,48 +189,56 @@ class TrainConfig:
 def preset_config(name: str) -> TrainConfig:
     """The TrainConfig of a preset (engine.presets), or a ConfigError listing the presets that exist."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {shown(name)}; available presets: {', '.join(PRESETS)}",
+                          "preset")
     return _validated({**TrainConfig().to_dict(), **PRESETS[name].fields, "preset": name})
 
 
 # --- validation --------------------------------------------------------------------------------
+def _field(name: str) -> str:
+    """The field a `_number` name refers to: `hidden_layers[]` is an item of `hidden_layers`."""
+    return name.removesuffix("[]")
+
+
 def _number(name: str, value: Any, low: float, high: float, integer: bool = False) -> Any:
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be {kind} between {low:g} and {high:g}, got {value!r}")
+        raise ConfigError(f"{name} must be {kind} between {low:g} and {high:g}, got {shown(value)}",
+                          _field(name))
     if integer and (isinstance(value, float) and not value.is_integer()):
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        raise ConfigError(f"{name} must be a whole number, got {shown(value)}", _field(name))
     if not math.isfinite(value) or not (low <= value <= high):
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {shown(value)}",
+                          _field(name))
     return int(value) if integer else float(value)
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {shown(value)}", name)
     return value
 
 
 def _validated(v: dict[str, Any]) -> TrainConfig:
     layers = v["hidden_layers"]
     if isinstance(layers, (int, str)) or not isinstance(layers, (list, tuple)):
-        raise ConfigError(f"hidden_layers must be a list of layer sizes like [128, 64], got {layers!r}")
+        raise ConfigError("hidden_layers must be a list of layer sizes like [128, 64], got "
+                          f"{shown(layers)}", "hidden_layers")
     if len(layers) > MAX_HIDDEN_LAYERS:
         raise ConfigError(
-            f"hidden_layers may have at most {MAX_HIDDEN_LAYERS} layers, got {len(layers)}"
-        )
+            f"hidden_layers may have at most {MAX_HIDDEN_LAYERS} layers, got {len(layers)}",
+            "hidden_layers")
     hidden = tuple(_number("hidden_layers[]", n, *LAYER_UNITS) for n in layers)
 
     augmentation = v.get("augmentation") or {}
     if isinstance(augmentation, AugmentConfig):
         augmentation = dataclasses.asdict(augmentation)
     if not isinstance(augmentation, dict):
-        raise ConfigError(f"augmentation must be an object, got {augmentation!r}")
+        raise ConfigError(f"augmentation must be an object, got {shown(augmentation)}", "augmentation")
     unknown = sorted(set(augmentation) - set(AUGMENT_BOUNDS))
     if unknown:
-        raise ConfigError(
-            f"unknown augmentation field(s) {', '.join(unknown)}; known: {', '.join(AUGMENT_BOUNDS)}"
-        )
+        raise ConfigError(f"unknown augmentation field(s) {', '.join(map(shown, unknown))}; known: "
+                          f"{', '.join(AUGMENT_BOUNDS)}", "augmentation")
     augment = AugmentConfig(
         **{
             k: _number(f"augmentation.{k}", augmentation.get(k, 0.0), *AUGMENT_BOUNDS[k])
@@ -218,10 +246,11 @@ def _validated(v: dict[str, Any]) -> TrainConfig:
         }
     )
     if not isinstance(v["batch_norm"], bool):
-        raise ConfigError(f"batch_norm must be true or false, got {v['batch_norm']!r}")
+        raise ConfigError(f"batch_norm must be true or false, got {shown(v['batch_norm'])}",
+                          "batch_norm")
     preset = v.get("preset")
     if preset is not None and not isinstance(preset, str):
-        raise ConfigError(f"preset must be a preset name, got {preset!r}")
+        raise ConfigError(f"preset must be a preset name, got {shown(preset)}", "preset")
 
     checked: dict[str, Any] = {}
     for name in (f.name for f in dataclasses.fields(TrainConfig)):  # in order: the first error wins

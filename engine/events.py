@@ -79,10 +79,23 @@ class PauseEvent:
 
 
 @dataclass(frozen=True)
+class Divergence:
+    """Where a run diverged: `step`, the first step whose loss was not finite or above the
+    trainer's bound (engine.trainer.DIVERGED_LOSS), and that loss, None when it was not finite.
+    The step was not taken: no update was made from it, so it is not among the IterationEvents.
+    (A validation loss that is not finite at the end of an epoch counts as the next step's, with
+    loss None: the weights that step would have used are the ones that failed.)"""
+
+    step: int
+    loss: float | None
+
+
+@dataclass(frozen=True)
 class EndEvent:
     """The end of a run: completed, stopped on request, or failed with a reason and a hint.
     `epoch` is the epoch of the last step begun (1 if none was): a run stopped between two epochs
-    ends in the one it finished, not in the next.
+    ends in the one it finished, not in the next. `diverged` says where a run that failed because
+    its loss blew up did so (None for any other end).
 
     The run keeps the weights of one epoch, `model_epoch`: the one with the best validation
     accuracy (selected on validation; the latest epoch when nothing is held out), None if no
@@ -96,6 +109,7 @@ class EndEvent:
     steps_completed: int
     test_accuracy: float | None
     duration_s: float
+    diverged: Divergence | None = None
     test_loss: float | None = None
     model_epoch: int | None = None
     event: ClassVar[str] = "end"

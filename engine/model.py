@@ -11,6 +11,8 @@ import datetime as _dt
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -176,16 +178,40 @@ def save_model(model: Sequential, path: str | os.PathLike, metadata: dict[str, A
     return path
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a zip archive
+
+
+def _first_bytes(source: str | os.PathLike | Any, count: int) -> bytes:
+    """The first bytes of a path or a seekable file object (left where it was)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            return handle.read(count)
+    position = source.tell()
+    try:
+        return source.read(count)
+    finally:
+        source.seek(position)
+
+
 def load_model(source: str | os.PathLike | Any) -> tuple[Sequential, dict[str, Any]]:
     """Load a model saved by `save_model` (path or file object). Never unpickles.
 
-    Returns the model and its metadata; raises ModelError with the reason if anything is off.
+    Returns the model and its metadata; raises ModelError with the reason if anything is off:
+    not a model file at all, or one that is truncated or damaged (its zip checksums fail).
     """
+    try:
+        head = _first_bytes(source, len(ZIP_MAGIC))
+    except OSError as error:
+        raise ModelError(f"not a readable MNIST Lab model file: {error.strerror or error}") from error
+    if head != ZIP_MAGIC:
+        raise ModelError("not a readable MNIST Lab model file: a model is a .npz archive, as saved "
+                         "by `mnist-lab train --save` or downloaded from the dashboard")
     try:
         with np.load(source, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise ModelError(f"not a readable MNIST Lab model file (.npz): {error}") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ModelError(f"not a readable MNIST Lab model file: it is damaged or truncated ({error})"
+                         ) from error
     try:
         config = TrainConfig.from_dict(json.loads(str(arrays.pop("config_json"))))
         metadata = json.loads(str(arrays.pop("metadata_json")))

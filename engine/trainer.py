@@ -21,8 +21,12 @@ Listeners are given to the constructor; one that needs the trainer itself (its m
 `emit` (engine.inside.LayerWatch does). The loop measures nothing about its own speed:
 `engine.throughput.Throughput` is a listener that times the steps.
 
-Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss ends
-the run as failed ("diverged"), before any NaN reaches an event or the weights' last checkpoint.
+The batches are shuffled, gathered and distorted ahead in a second process (engine/pipeline.py),
+and the evaluation runs on two threads: the second core works while this one trains.
+
+Stop and pause requests (`TrainingControl`) take effect between iterations. A non-finite loss (or one
+above DIVERGED_LOSS) ends the run as failed ("diverged"), before any NaN reaches an event or the
+weights' last checkpoint; the EndEvent says at which step (`Divergence`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from engine.control import TrainingControl
 from engine.data.split import hold_out
 from engine.events import (
     Binding,
+    Divergence,
     EndEvent,
     EpochEvent,
     Event,
@@ -48,9 +53,10 @@ from engine.events import (
     StartEvent,
 )
 from engine.losses import SoftmaxCrossEntropy
-from engine.metrics import evaluate, normalise
+from engine.metrics import EVALUATION_BATCH, evaluate
 from engine.model import Sequential, build_model
 from engine.optimizers import make_optimizer
+from engine.pipeline import BatchPipeline
 from engine.schedules import learning_rate
 
 # An untrained network scores ln 10 ≈ 2.3. A mean cross-entropy above 100 means the right digit gets
@@ -58,6 +64,9 @@ from engine.schedules import learning_rate
 # stays finite (dead ReLUs keep it so), hence a bound and not only a NaN check.
 DIVERGED_LOSS = 100.0
 TRAIN_METRIC_SAMPLES = 5000  # training digits the clean train metric is measured on
+# Evaluation runs on the trainer's thread and a second one (the core that prepares batches is idle
+# then, every slot it may fill full), each on half an evaluation batch: the memory of one.
+EVALUATION_THREADS = 2
 
 
 class Trainer:
@@ -89,10 +98,10 @@ class Trainer:
         self.optimizer = make_optimizer(
             config.optimizer, self.model.parameters(), config.momentum, config.weight_decay
         )
-        self.augment = config.augmentation.enabled  # asked once: it is not free per step
         self.step = 0
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
+        self.diverged: Divergence | None = None  # where the loss blew up, if it did
         # The weights the run keeps: those of the epoch with the best validation accuracy (the
         # latest epoch when nothing is held out), as (epoch, (accuracy, -loss), arrays).
         self.kept: tuple[int, tuple[float, float], dict[str, np.ndarray]] | None = None
@@ -127,12 +136,16 @@ class Trainer:
             self._emitting = False
             self._pending.clear()
 
-    def _batch(self, images: np.ndarray) -> np.ndarray:
-        if self.augment:
-            from engine.augment import augment_batch
+    def _prepare_batches(self) -> BatchPipeline:
+        """Every epoch's shuffled (and distorted) batches, prepared ahead in a second process."""
+        config = self.config
+        return BatchPipeline(self.data.train_images, self.data.train_labels, config.batch_size,
+                             config.epochs, config.augmentation, self._shuffle_rng,
+                             self._augment_rng, self.model.dtype)
 
-            return augment_batch(images, self.config.augmentation, self._augment_rng)
-        return normalise(images, self.model.dtype)
+    def _evaluate(self, images: np.ndarray, labels: np.ndarray):
+        return evaluate(self.model, images, labels, batch_size=EVALUATION_BATCH // EVALUATION_THREADS,
+                        threads=EVALUATION_THREADS)
 
     def run(self) -> EndEvent:
         """Train until done, stopped or diverged; the final EndEvent is also returned."""
@@ -143,17 +156,18 @@ class Trainer:
                                  train_samples=len(self.data.train_labels),
                                  test_samples=len(self.data.test_labels),
                                  validation_samples=len(self.data.validation_labels)))
-            for epoch in range(1, self.config.epochs + 1):
-                outcome = self._train_epoch(epoch)
-                if outcome is not None:
-                    status, reason = outcome
-                    break
+            with self._prepare_batches() as batches:
+                for epoch in range(1, self.config.epochs + 1):
+                    outcome = self._train_epoch(epoch, batches)
+                    if outcome is not None:
+                        status, reason = outcome
+                        break
         except Exception as error:  # reported to listeners through the EndEvent
             status, reason = "failed", f"{type(error).__name__}: {error}"
         test = None
         if status != "failed" and self.kept is not None:
             self.model.load_state(self.kept[2])  # the epoch selected on validation
-            test = evaluate(self.model, self.data.test_images, self.data.test_labels)
+            test = self._evaluate(self.data.test_images, self.data.test_labels)
         end = EndEvent(
             epoch=self.last_iteration_epoch,
             status=status,
@@ -162,34 +176,31 @@ class Trainer:
             steps_completed=self.step,
             test_accuracy=None if test is None else test.accuracy,
             duration_s=time.perf_counter() - started,
+            diverged=self.diverged,
             test_loss=None if test is None else test.loss,
             model_epoch=self.model_epoch,
         )
         self.emit(end)
         return end
 
-    def _train_epoch(self, epoch: int) -> tuple[str, str | None] | None:
+    def _train_epoch(self, epoch: int, batches: BatchPipeline) -> tuple[str, str | None] | None:
         """One pass over the shuffled training set; returns (status, reason) if the run must end."""
         config, data = self.config, self.data
-        images, labels = data.train_images, data.train_labels
-        n = len(labels)
-        order = self._shuffle_rng.permutation(n)
+        n = len(data.train_labels)
         started = time.perf_counter()
         loss_sum, correct = 0.0, 0
-        for index, start in enumerate(range(0, n, config.batch_size)):
+        for index, (x, y) in enumerate(batches.epoch(epoch)):
             if self.control.checkpoint(lambda paused: self.emit(
                     PauseEvent(epoch=epoch, step=self.step, paused=paused))):
                 return "stopped", "stopped on request"
             self.last_iteration_epoch = epoch
-            batch = order[start : start + config.batch_size]
-            x = self._batch(np.take(images, batch, axis=0))
-            y = labels[batch].astype(np.intp)
             lr = learning_rate(config, epoch - 1 + index / self.steps_per_epoch,
                                1 / self.steps_per_epoch)
 
             logits = self.model.forward(x, training=True)
             loss = self.loss.forward(logits, y)
             if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+                self.diverged = Divergence(self.step, loss if math.isfinite(loss) else None)
                 hint = config.learning_rate / 10
                 return "failed", (
                     f"diverged: the loss became {loss:g} at step {self.step} (epoch {epoch}) with "
@@ -198,18 +209,22 @@ class Trainer:
             self.model.backward(self.loss.backward())
             self.optimizer.step(lr)
 
-            loss_sum += loss * len(batch)
+            loss_sum += loss * len(y)
             correct += int(np.count_nonzero(self.loss.probabilities.argmax(axis=1) == y))
             self.emit(IterationEvent(epoch=epoch, step=self.step, loss=loss, learning_rate=lr,
-                                     samples=len(batch)))
+                                     samples=len(y)))
             self.step += 1
 
-        train = evaluate(self.model, images[:TRAIN_METRIC_SAMPLES], labels[:TRAIN_METRIC_SAMPLES])
+        train = self._evaluate(data.train_images[:TRAIN_METRIC_SAMPLES],
+                               data.train_labels[:TRAIN_METRIC_SAMPLES])
         validation = None
         if data.has_validation:
-            validation = evaluate(self.model, data.validation_images, data.validation_labels)
-        if not math.isfinite(train.loss) or (validation and not math.isfinite(validation.loss)):
-            return "failed", "diverged: the evaluation loss is not finite; lower the learning rate"
+            validation = self._evaluate(data.validation_images, data.validation_labels)
+        for name, measured in (("validation", validation), ("training-digit", train)):
+            if measured is not None and not math.isfinite(measured.loss):
+                self.diverged = Divergence(self.step, None)  # the weights the next step would use
+                return "failed", (f"diverged: the {name} loss is not finite; lower the "
+                                  "learning rate")
         self.epochs_completed = epoch
         self._keep(epoch, validation)
         self.emit(EpochEvent(

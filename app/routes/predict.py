@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app import schemas
-from app.predictor import InputError, PredictionService, decode_base64_image
+from app.predictor import CorruptModel, InputError, PredictionService, decode_base64_image
 from app.runs.service import RunService
+from app.schemas import SQLITE_INTEGER_MAX
+from engine.config import shown
 
 router = APIRouter()
 
@@ -30,7 +33,7 @@ async def predict(request: Request):
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         data, run_id = await _read_upload(request)
-        return await _answer(runs, run_id, service.from_image, data)
+        return await _answer(runs, run_id, service.from_image, data, limiter=service.decode_slots)
     body = await request.body()
     payload = _parse_json(body)
     run_id = _run_id(payload.get("run_id"))
@@ -45,17 +48,24 @@ async def predict(request: Request):
         return await _answer(runs, run_id, service.from_pixels, pixels,
                              quick=service.quick if single else None)
     if "image" in payload:
-        return await _answer(runs, run_id, service.from_image, decode_base64_image(payload["image"]))
+        return await _answer(runs, run_id, service.from_image, decode_base64_image(payload["image"]),
+                             limiter=service.decode_slots)
     raise InputError('send {"pixels": [784 numbers in 0..1]}, {"image": "<data URL>"} or a '
                      "multipart upload with the field `file`")
 
 
-async def _answer(runs: RunService, run_id: int | None, predict, value: Any, quick=None):
+async def _answer(runs: RunService, run_id: int | None, predict, value: Any, quick=None,
+                  limiter: anyio.CapacityLimiter | None = None):
     chosen = runs.model_for(run_id)  # 404 for an unknown run, 409 while there is no model
-    if quick is not None and quick(chosen):
-        answer = predict(chosen, value)
-    else:
-        answer = await run_in_threadpool(predict, chosen, value)
+    try:
+        if quick is not None and quick(chosen):
+            answer = predict(chosen, value)
+        elif limiter is not None:  # pictures: a few decodes at a time (memory), the rest wait here
+            answer = await anyio.to_thread.run_sync(predict, chosen, value, limiter=limiter)
+        else:
+            answer = await run_in_threadpool(predict, chosen, value)
+    except CorruptModel as error:
+        raise (error.as_active() if run_id is None else error) from None
     return Response(answer, media_type="application/json")
 
 
@@ -72,18 +82,27 @@ def _parse_json(body: bytes) -> dict[str, Any]:
                          f"got {type(payload).__name__}")
     unknown = sorted(set(payload) - {"pixels", "image", "run_id"})
     if unknown:
-        raise InputError(f"unknown field(s) {', '.join(unknown)}; known: pixels, image, run_id")
+        raise InputError(f"unknown field(s) {', '.join(map(shown, unknown))}; known: pixels, image, "
+                         "run_id")
     return payload
 
 
 def _run_id(value: Any) -> int | None:
+    """A JSON `run_id`: a number, never `true` or `"3"`."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"run_id must be a run's id (a positive integer), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SQLITE_INTEGER_MAX:
+        raise InputError(f"run_id must be a run's id (a positive whole number), got {shown(value)}")
     return value
+
+
+def _form_run_id(text: str) -> int | None:
+    """A multipart `run_id` field: text, so digits are read as a number."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        raise InputError(f"run_id must be a run's id (a positive whole number), got {shown(text)}")
+    return _run_id(int(text))
 
 
 async def _read_upload(request: Request) -> tuple[bytes, int | None]:
@@ -101,6 +120,6 @@ async def _read_upload(request: Request) -> tuple[bytes, int | None]:
             raise InputError("a multipart upload needs the image in a file field named `file`")
         data = await upload.read()
         run_id = form.get("run_id")
-        return data, _run_id(run_id if isinstance(run_id, str) and run_id else None)
+        return data, _form_run_id(run_id if isinstance(run_id, str) else "")
     finally:
         await form.close()

@@ -13,13 +13,14 @@ import engine
 from app import options as server_options
 from app import schemas
 from app.deps import get_inspector, get_runs, get_settings
-from app.inspection import Inspector
+from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, Inspector
 from app.runs.service import Action, RunService
 from app.settings import Settings
 
 router = APIRouter()
 Runs = Annotated[RunService, Depends(get_runs)]
 Models = Annotated[Inspector, Depends(get_inspector)]
+MAX_WEIGHT_PAGE = 256
 ERRORS = {404: {"model": schemas.Error}, 409: {"model": schemas.Error},
           422: {"model": schemas.Error}}
 
@@ -32,7 +33,8 @@ async def healthz():
 @router.get("/api/options", response_model=schemas.Options, response_model_exclude_unset=True,
             tags=["meta"])  # a field's bounds hold only the keys that apply to it
 async def options(settings: Annotated[Settings, Depends(get_settings)]):
-    """Presets, the choices and bounds of each config field, and the server's limits."""
+    """Presets, the choices and bounds of each config field, the server's limits, and the
+    `mnist-lab train` option of each config field."""
     return server_options.describe(settings)
 
 
@@ -52,6 +54,13 @@ async def list_runs(runs: Runs):
 @router.get("/api/runs/{run_id}", response_model=schemas.Run, responses=ERRORS, tags=["runs"])
 async def get_run(run_id: int, runs: Runs):
     return runs.get(run_id)
+
+
+@router.patch("/api/runs/{run_id}", response_model=schemas.Run, responses=ERRORS, tags=["runs"])
+async def edit_run(run_id: int, body: schemas.RunDetails, runs: Runs):
+    """Set any of a run's name, tags and notes, whatever its status; a field left out keeps its
+    value, null clears a name or notes."""
+    return runs.edit(run_id, body)
 
 
 @router.delete("/api/runs/{run_id}", status_code=204, responses=ERRORS, tags=["runs"])
@@ -81,7 +90,8 @@ async def control_run(run_id: int, action: Action, runs: Runs):
             tags=["runs"])
 async def metrics(run_id: int, runs: Runs,
                   format: Annotated[Literal["json", "csv"], Query()] = "json",
-                  after: Annotated[int, Query(ge=-1, description="only steps after this one")] = -1):
+                  after: Annotated[int, Query(ge=-1, le=schemas.SQLITE_INTEGER_MAX,
+                                              description="only steps after this one")] = -1):
     """Every per-iteration loss and every per-epoch metric, as JSON or CSV."""
     if format == "csv":
         return Response(await runs.metrics_csv(run_id, after), media_type="text/csv", headers={
@@ -127,11 +137,26 @@ async def evaluation(run_id: int, runs: Runs, models: Models):
     return await run_in_threadpool(models.evaluation, runs.with_model(run_id))
 
 
+@router.get("/api/runs/{run_id}/misclassified", response_model=schemas.MisclassifiedPage,
+            responses=ERRORS, tags=["runs"])
+async def misclassified(
+        run_id: int, runs: Runs, models: Models,
+        true: Annotated[int | None, Query(ge=0, le=9, description="only this true digit")] = None,
+        predicted: Annotated[int | None, Query(ge=0, le=9, description="only read as this")] = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_MISCLASSIFIED_PAGE)] = 32):
+    """The misclassified test digits, most confident mistake first, a page at a time."""
+    return await run_in_threadpool(models.mistakes, runs.with_model(run_id), offset, limit, true,
+                                   predicted)
+
+
 @router.get("/api/runs/{run_id}/weights", response_model=schemas.Weights, responses=ERRORS,
             tags=["runs"])
-async def weights(run_id: int, runs: Runs, models: Models):
-    """The first layer's weights, one 28x28 image per hidden unit (at most 64)."""
-    return await run_in_threadpool(models.weights, runs.with_model(run_id))
+async def weights(run_id: int, runs: Runs, models: Models,
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+                  limit: Annotated[int, Query(ge=1, le=MAX_WEIGHT_PAGE)] = MAX_WEIGHT_IMAGES):
+    """The first layer's weights, one 28x28 image per hidden unit, `limit` units from `offset`."""
+    return await run_in_threadpool(models.weights, runs.with_model(run_id), offset, limit)
 
 
 @router.get("/api/active-model", response_model=schemas.ActiveModel, tags=["models"])

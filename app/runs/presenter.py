@@ -34,6 +34,12 @@ def progress(run: RunState, train_samples: int) -> schemas.Progress:
                             samples_per_second=rate, eta_s=eta)
 
 
+def divergence(run: RunState) -> schemas.Divergence | None:
+    if run.diverged_step is None:
+        return None
+    return schemas.Divergence(step=run.diverged_step, loss=run.diverged_loss)
+
+
 class RunPresenter:
     """Builds the answers about runs; knows how many digits this server trains on."""
 
@@ -62,6 +68,7 @@ class RunPresenter:
             best_val_accuracy=run.best_val_accuracy, test_accuracy=run.test_accuracy,
             test_loss=run.test_loss, model_epoch=run.model_epoch, stepping=run.stepping,
             has_model=run.has_model, is_active_model=active_run_id == run.id,
+            name=run.name, tags=list(run.tags), notes=run.notes, diverged=divergence(run),
         )
 
     def run(self, run: RunState, epochs: Sequence[Mapping[str, Any]], active_run_id: int | None,

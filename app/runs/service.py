@@ -31,6 +31,7 @@ from app.runs.models import ActiveModel, ModelFiles
 from app.runs.presenter import RunPresenter, layers_history, metrics, metrics_csv
 from app.runs.scheduler import Scheduler
 from app.runs.state import (
+    DetailsChanged,
     Moment,
     PauseRequested,
     PauseTimedOut,
@@ -45,7 +46,6 @@ from app.runs.state import (
 from app.runs.table import LiveRun, RunTable
 from app.settings import Settings
 from app.store import RUN_COLUMNS, Store
-from engine.config import TrainConfig
 from engine.events import EpochEvent, LayersEvent
 
 logger = logging.getLogger("app.runs")
@@ -203,7 +203,7 @@ class RunService:
     # --- commands -------------------------------------------------------------------------------
     async def create(self, body: schemas.RunConfig) -> schemas.Run:
         """Validate (ConfigError: 422), admit (limits: 422, 429, 409), queue and schedule."""
-        config = TrainConfig.from_dict(body.model_dump(exclude_unset=True))
+        config = limits.run_config(body.model_dump(exclude_unset=True), self.settings)
         limits.admit_run(config, self.settings, [run.status for run in self.table.rows.values()])
         run = RunState.from_record(self.store.create_run(config.to_dict(), Moment.now().iso))
         self.table.put(run)
@@ -268,6 +268,15 @@ class RunService:
         self._receive(run_id, Resumed())
         return self.get(run_id)
 
+    def edit(self, run_id: int, body: schemas.RunDetails) -> schemas.Run:
+        """Set any of the run's name, tags and notes, whatever its status."""
+        self.table.get(run_id)
+        given = body.model_dump(include=body.model_fields_set)
+        if "tags" in given:
+            given["tags"] = tuple(given["tags"])
+        self._receive(run_id, DetailsChanged(**given))
+        return self.get(run_id)
+
     async def delete(self, run_id: int) -> None:
         self.table.get(run_id)
         live = self.table.live.get(run_id)
@@ -316,16 +325,17 @@ class RunService:
             self._loop.call_soon_threadsafe(self._receive, run_id, message)
 
     def _receive(self, run_id: int, message: RunMessage) -> None:
-        """Apply one message to a live run, with the side effects around it."""
+        """Apply one message to a run, with the side effects around it. A run that ended has no
+        live part: only its record changes (its name, say; the reducer ignores the rest)."""
+        before = self.table.rows.get(run_id)
         live = self.table.live.get(run_id)
-        if live is None:
+        if before is None or (live is not None and not self._before(live, message)):
             return
-        if not self._before(live, message):
-            return
-        before = self.table.rows[run_id]
         after = apply(message, before, Moment.now())
         self.table.put(after)
         self._record(message, before, after)
+        if live is None:
+            return
         self._publish(live, message, before, after)
         if before.active and not after.active:
             self._end(live)
@@ -376,6 +386,8 @@ class RunService:
                 live.feed.add_epoch(dataclasses.asdict(message))
             case LayersEvent():
                 live.feed.add_layers(dumps(dataclasses.asdict(message)))
+            case DetailsChanged() if after != before:  # the run with its new name, tags or notes
+                live.feed.add_status(self.describe(after.id))
         if after.status != before.status:
             live.feed.add_status(self.describe(after.id))
 

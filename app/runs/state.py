@@ -10,12 +10,16 @@ the live feed, model files, the run list's revision) happen around `apply`, in t
 To add a message kind: a dataclass (in app/protocol.py's `Message` if a worker sends it, in
 `RunMessage` below if the service does) and one `case` in `apply`. A change of a stored field is
 then stored, a change of status streamed and the run list told, by the service, whatever the kind.
+
+A run's name, tags and notes are the user's (`DetailsChanged`): they change whatever the run's
+status, also after it ended; everything else is fixed once a run has ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -65,8 +69,27 @@ class ShuttingDown:
     interrupted."""
 
 
+class Unchanged(enum.Enum):
+    """The value of a `DetailsChanged` field that was not given: keep the run's."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+
+
+@dataclass(frozen=True)
+class DetailsChanged:
+    """Someone set the run's name, tags or notes (PATCH /api/runs/{id}, validated there). A field
+    left UNCHANGED keeps its value; None clears a name or notes."""
+
+    name: str | None | Unchanged = UNCHANGED
+    tags: tuple[str, ...] | Unchanged = UNCHANGED
+    notes: str | None | Unchanged = UNCHANGED
+
+
 RunMessage = (Message | StopRequested | PauseRequested | PauseTimedOut | Resumed | StepRequested
-              | ShuttingDown)
+              | ShuttingDown | DetailsChanged)
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,11 @@ class RunState:
     best_val_accuracy: float | None = None  # on the held-out validation digits
     test_accuracy: float | None = None  # of the kept model, measured once at the end
     has_model: bool = False
+    name: str | None = None  # the user's: None until given (the page then names it by its config)
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
+    diverged_step: int | None = None  # the step whose loss blew up, for a run that diverged
+    diverged_loss: float | None = None  # that loss; None also when it was not finite
     test_loss: float | None = None
     model_epoch: int | None = None  # the epoch whose weights the model file holds
     # Known only while this server follows the run (not stored):
@@ -117,12 +145,19 @@ class RunState:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> RunState:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in record.items() if key in names})
+        values = {key: value for key, value in record.items() if key in names}
+        if "tags" in values:
+            values["tags"] = tuple(values["tags"])
+        return cls(**values)
 
 
 def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
     """The run after `message`, applied at `at`. Pure: no I/O, no clock of its own. A run that
-    ended stays as it ended."""
+    ended stays as it ended, but for its name, tags and notes."""
+    if isinstance(message, DetailsChanged):
+        given = {field.name: getattr(message, field.name) for field in dataclasses.fields(message)}
+        return replace(run, **{name: value for name, value in given.items()
+                               if value is not UNCHANGED})
     if not run.active:
         return run
     match message:
@@ -170,8 +205,11 @@ def _ended(message: Ended, run: RunState, at: Moment) -> RunState:
     duration = message.duration_s
     if duration is None and run.started_clock is not None:
         duration = at.clock - run.started_clock
+    diverged = message.diverged
     return replace(run, status=status, reason=reason, finished_at=at.iso,
                    duration_s=run.duration_s if duration is None else duration,
                    test_accuracy=message.test_accuracy, test_loss=message.test_loss,
                    samples_per_second=None, stop_requested=False, pause_requested=False,
-                   stepping=False)
+                   stepping=False,
+                   diverged_step=None if diverged is None else diverged.step,
+                   diverged_loss=None if diverged is None else diverged.loss)

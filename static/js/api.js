@@ -119,8 +119,17 @@ export const api = {
   hidden: (id, pixels) => request('GET', `/api/runs/${id}/hidden?pixels=${pixels}`),
   metrics: (id, after = null) =>
     request('GET', `/api/runs/${id}/metrics${after === null ? '' : `?after=${after}`}`),
+  metricsUrl: (id, format) => `/api/runs/${id}/metrics?format=${format}`,
   evaluation: (id) => request('GET', `/api/runs/${id}/evaluation`),
-  weights: (id) => request('GET', `/api/runs/${id}/weights`),
+  misclassified: (id, { offset = 0, limit = 32, trueDigit = null, predicted = null } = {}) => {
+    const query = new URLSearchParams({ offset, limit });
+    if (trueDigit !== null) query.set('true', trueDigit);
+    if (predicted !== null) query.set('predicted', predicted);
+    return request('GET', `/api/runs/${id}/misclassified?${query}`);
+  },
+  weights: (id, { offset = 0, limit = 64 } = {}) => request('GET', `/api/runs/${id}/weights?offset=${offset}&limit=${limit}`),
+  // Name, tags and notes of a run, on servers that store them (GET /api/options `run_fields`).
+  updateRun: (id, fields) => request('PATCH', `/api/runs/${id}`, fields),
   activeModel: () => request('GET', '/api/active-model'),
   setActiveModel: (runId) => request('PUT', '/api/active-model', { run_id: runId }),
   predict: (image, options) => request('POST', '/predict', { image }, options),

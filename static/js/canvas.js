@@ -1,10 +1,12 @@
-// Draw a digit and see what the model reads. Pointer events cover mouse, touch and pen; strokes
+// Draw a digit (or take one from the misclassified gallery) and see what the model reads, with
+// every digit's probability and an "unsure" answer when the best one is low. Pointer events cover mouse, touch and pen; strokes
 // are smoothed with quadratic curves through the midpoints of the sampled positions and kept as
 // resolution-independent points so that a resize redraws them crisply. While drawing, at most
 // one prediction request is in flight and a new one goes out ~150 ms after the last, so the
 // answer follows the pen without flooding the server; stale answers are dropped.
 
 import { api, ApiError } from './api.js';
+import { grey, imageCanvas } from './digits.js';
 import { formatPercent } from './format.js';
 import { emit, isActive, on, state } from './state.js';
 import { notifyError } from './toast.js';
@@ -12,11 +14,13 @@ import { notifyError } from './toast.js';
 const PREDICT_DELAY_MS = 150;
 const STROKE_WIDTH = 0.075; // of the canvas side: close to MNIST's stroke once scaled to 20 px
 const EXPORT_SIZE = 280;
+const UNSURE = 0.6; // a top probability below this is shown as a guess, not an answer
 
 const $ = (id) => document.getElementById(id);
 let canvas;
 let ctx;
 let strokes = []; // [[{x, y}]] in 0..1 canvas coordinates
+let picture = null; // a 28x28 digit sent here ("Draw this" in the evaluation), under the strokes
 let current = null;
 let activePointer = null;
 let timer = 0;
@@ -86,6 +90,11 @@ function redraw() {
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.fillStyle = '#000';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  if (picture) {
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = 'high';
+    ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
+  }
   setupPen();
   for (const points of [...strokes, ...(current ? [current] : [])]) {
     dot(points[0]);
@@ -143,6 +152,7 @@ function onPointerUp(event) {
 
 export function clearDrawing() {
   strokes = [];
+  picture = null;
   current = null;
   activePointer = null;
   sequence += 1; // answers still on their way are for the old drawing
@@ -154,7 +164,20 @@ export function clearDrawing() {
   renderPrediction(null);
 }
 
-const hasInk = () => strokes.length > 0 || Boolean(current);
+const hasInk = () => strokes.length > 0 || Boolean(current) || Boolean(picture);
+
+/** Put a 28x28 digit (784 grey levels 0..255) on the canvas, to be read and drawn over. */
+function showDigit({ pixels, label }) {
+  clearDrawing();
+  picture = imageCanvas(pixels, grey);
+  redraw();
+  canvas.parentElement.dataset.drawn = 'true';
+  canvas.dataset.source = label;
+  const still = window.matchMedia?.('(prefers-reduced-motion: reduce)').matches;
+  document.querySelector('.area-draw').scrollIntoView({ behavior: still ? 'auto' : 'smooth', block: 'nearest' });
+  canvas.focus({ preventScroll: true });
+  schedulePrediction(0);
+}
 
 // ---- prediction -------------------------------------------------------------------------------
 function exportImage() {
@@ -203,18 +226,39 @@ async function predict() {
   }
 }
 
+/** "97%", "<1%", ">99%": a probability in the few characters above its bar. */
+function shortPercent(p) {
+  if (p < 0.005) return '<1%';
+  if (p > 0.995 && p < 1) return '>99%';
+  return `${Math.round(p * 100)}%`;
+}
+
+/**
+ * What the panel says of an answer: "97% sure", or below UNSURE, the model's two best guesses
+ * ("Unsure: 4 (46%) or 9 (38%)?"); state 'ready' or 'unsure'.
+ */
+export function describePrediction(probabilities, digit) {
+  const top = probabilities[digit];
+  if (top >= UNSURE) return { state: 'ready', text: `${formatPercent(top, 0)} sure` };
+  const second = probabilities
+    .map((p, d) => ({ p, d }))
+    .filter(({ d }) => d !== digit)
+    .sort((a, b) => b.p - a.p)[0];
+  return { state: 'unsure', text: `Unsure: ${digit} (${formatPercent(top, 0)}) or ${second.d} (${formatPercent(second.p, 0)})?` };
+}
+
 function renderPrediction(answer) {
   const panel = $('prediction-panel');
-  panel.dataset.state = answer ? 'ready' : 'idle';
+  const described = answer ? describePrediction(answer.probabilities, answer.digit) : null;
+  panel.dataset.state = described?.state ?? 'idle';
   $('prediction').textContent = answer ? String(answer.digit) : '–';
-  $('prediction-confidence').textContent = answer
-    ? `${formatPercent(answer.probabilities[answer.digit], 0)} sure`
-    : '\u00a0';
+  $('prediction-confidence').textContent = described?.text ?? '\u00a0';
   const bars = $('probabilities').children;
   for (let digit = 0; digit < 10; digit += 1) {
     const p = answer ? answer.probabilities[digit] : 0;
     const item = bars[digit];
     item.querySelector('.prob-bar').style.height = `${(p * 100).toFixed(1)}%`;
+    item.querySelector('.prob-value').textContent = answer ? shortPercent(p) : '';
     item.dataset.top = String(Boolean(answer) && digit === answer.digit);
     item.setAttribute('aria-label', `${digit}: ${answer ? formatPercent(p) : 'no prediction'}`);
     item.title = answer ? `${digit}: ${formatPercent(p, 2)}` : '';
@@ -273,7 +317,7 @@ export function initDrawing() {
     const item = document.createElement('div');
     item.className = 'prob';
     item.setAttribute('role', 'listitem');
-    item.innerHTML = `<div class="prob-bar-track"><div class="prob-bar"></div></div><span class="prob-digit">${digit}</span>`;
+    item.innerHTML = `<span class="prob-value"></span><div class="prob-bar-track"><div class="prob-bar"></div></div><span class="prob-digit">${digit}</span>`;
     probabilities.append(item);
   }
   new ResizeObserver(resize).observe(canvas);
@@ -303,6 +347,7 @@ export function initDrawing() {
     }
   });
   on('active-model', renderModel);
+  on('draw-digit', showDigit);
   on('runs', renderNoModel);
   on('watched', renderNoModel);
   renderModel();

@@ -1,7 +1,9 @@
-// A small canvas line chart, written for this page: several series, linear or log y axis, axes
-// with "nice" ticks, a hover (and keyboard) readout, and min/max decimation per pixel column so
-// that tens of thousands of points draw in well under a frame. Redraws are coalesced into one
-// requestAnimationFrame, so feeding it 20 updates a second costs at most one draw per frame.
+// A small canvas line chart, written for this page: several series, linear or log y axis (with a
+// labelled tick at every decade), axes with "nice" ticks and titles, raw values as a light min/max
+// band behind a smoothed line, faint vertical markers (epoch boundaries), drag to zoom and
+// double-click to reset, a hover (and keyboard) readout, PNG export, and min/max decimation per
+// pixel column so that tens of thousands of points draw in well under a frame. Redraws are
+// coalesced into one requestAnimationFrame: 20 updates a second cost at most one draw a frame.
 
 const charts = new Set();
 let theme = null;
@@ -17,6 +19,7 @@ function readTheme() {
     tooltipBg: value('--chart-tooltip-bg'),
     tooltipText: value('--chart-tooltip-text'),
     font: value('--font'),
+    danger: value('--danger'),
     series: [1, 2, 3, 4, 5, 6].map((i) => value(`--series-${i}`)),
   };
 }
@@ -52,25 +55,42 @@ export function linearTicks(min, max, count, integer = false) {
   return { ticks, step };
 }
 
-/** Ticks for a log10 axis: decades, plus 2 and 5 when the range is narrow. */
+/**
+ * Ticks for a log10 axis: `ticks` to label and `minor` grid lines. Every decade in view gets a
+ * labelled tick (every n-th one when there are too many to label); across two decades or less,
+ * 2 and 5 are labelled too, and the other multiples are minor lines. Inside one decade, plain
+ * 1-2-5 ticks say more.
+ */
 export function logTicks(min, max, count) {
   const low = Math.floor(Math.log10(min));
   const high = Math.ceil(Math.log10(max));
-  const decades = high - low;
-  const multipliers = decades <= 1 ? [1, 2, 5] : decades <= 3 ? [1, 3] : [1];
-  const ticks = [];
+  const inRange = (tick) => tick >= min * (1 - 1e-9) && tick <= max * (1 + 1e-9);
+  const decades = [];
+  const minor = [];
+  const between = [];
   for (let exponent = low; exponent <= high; exponent += 1) {
-    for (const m of multipliers) {
-      const tick = m * 10 ** exponent;
-      if (tick >= min * (1 - 1e-9) && tick <= max * (1 + 1e-9)) ticks.push(+tick.toPrecision(12));
+    const decade = +(10 ** exponent).toPrecision(12);
+    if (inRange(decade)) decades.push(decade);
+    for (let m = 2; m <= 9; m += 1) {
+      const tick = +(m * 10 ** exponent).toPrecision(12);
+      if (!inRange(tick)) continue;
+      if (m === 2 || m === 5) between.push(tick);
+      else minor.push(tick);
     }
   }
-  if (ticks.length >= 3) {
-    const stride = Math.ceil(ticks.length / Math.max(2, count));
-    return ticks.filter((_, i) => i % stride === 0);
+  const span = Math.log10(max / min);
+  if (decades.length === 0 || (decades.length === 1 && span < 1)) {
+    // Less than a decade: evenly spaced ticks, still on the log axis.
+    const ticks = linearTicks(min, max, count).ticks.filter((tick) => tick > 0);
+    return { ticks, minor: [] };
   }
-  // About a decade or less in view: evenly spaced ticks say more.
-  return linearTicks(min, max, count).ticks.filter((tick) => tick > 0);
+  if (span <= 2.2 && decades.length + between.length <= Math.max(count, 3) * 1.5) {
+    const ticks = [...decades, ...between].sort((a, b) => a - b);
+    return { ticks, minor };
+  }
+  const stride = Math.max(1, Math.ceil(decades.length / Math.max(2, count)));
+  const ticks = decades.filter((_, i) => i % stride === 0);
+  return { ticks, minor: [...minor, ...between, ...decades.filter((_, i) => i % stride !== 0)] };
 }
 
 function decimalsFor(step) {
@@ -90,18 +110,11 @@ function formatLogTick(value) {
   return String(+value.toPrecision(3));
 }
 
-// Extents of value arrays, remembered per array and extended as the array grows: series arrays
-// only ever grow by appending (the stream adds points), so a redraw scans only the new values.
-const extents = new WeakMap();
-
-function valueExtent(values, n) {
-  let e = extents.get(values);
-  if (!e || e.n > n) {
-    e = { n: 0, min: Infinity, max: -Infinity, minPositive: Infinity, maxPositive: -Infinity };
-    extents.set(values, e);
-  }
-  for (let i = e.n; i < n; i += 1) {
-    const y = values[i];
+/** Lowest and highest finite y (and positive y) of `ys[i0..i1)`. */
+function valueExtent(ys, i0, i1) {
+  const e = { min: Infinity, max: -Infinity, minPositive: Infinity, maxPositive: -Infinity };
+  for (let i = i0; i < i1; i += 1) {
+    const y = ys[i];
     if (!Number.isFinite(y)) continue;
     if (y < e.min) e.min = y;
     if (y > e.max) e.max = y;
@@ -110,21 +123,51 @@ function valueExtent(values, n) {
       if (y > e.maxPositive) e.maxPositive = y;
     }
   }
-  e.n = n;
   return e;
+}
+
+// Whole-array extents, remembered per array and extended as it grows: series arrays only ever
+// grow by appending (the stream adds points), so an unzoomed redraw scans only the new values.
+const extents = new WeakMap();
+
+function wholeExtent(ys, n) {
+  let cached = extents.get(ys);
+  if (!cached || cached.n > n) {
+    cached = { n: 0, e: valueExtent(ys, 0, 0) };
+    extents.set(ys, cached);
+  }
+  if (cached.n < n) {
+    const more = valueExtent(ys, cached.n, n);
+    const e = cached.e;
+    e.min = Math.min(e.min, more.min);
+    e.max = Math.max(e.max, more.max);
+    e.minPositive = Math.min(e.minPositive, more.minPositive);
+    e.maxPositive = Math.max(e.maxPositive, more.maxPositive);
+    cached.n = n;
+  }
+  return cached.e;
+}
+
+/** First index of sorted `xs[0..n)` with xs[i] >= x. */
+function lowerBound(xs, n, x) {
+  let low = 0;
+  let high = n;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (xs[mid] < x) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
 
 /** Index of the element of sorted `xs[0..n)` nearest to `x`. */
 function nearestIndex(xs, n, x) {
-  let low = 0;
-  let high = n - 1;
-  while (high - low > 1) {
-    const mid = (low + high) >> 1;
-    if (xs[mid] < x) low = mid;
-    else high = mid;
-  }
-  return Math.abs(xs[low] - x) <= Math.abs(xs[high] - x) ? low : high;
+  const i = Math.min(n - 1, lowerBound(xs, n, x));
+  if (i > 0 && Math.abs(xs[i - 1] - x) <= Math.abs(xs[i] - x)) return i - 1;
+  return i;
 }
+
+const DRAG_MIN_PX = 6;
 
 // ---- the chart --------------------------------------------------------------------------------
 export class LineChart {
@@ -132,18 +175,27 @@ export class LineChart {
    * @param {HTMLCanvasElement} canvas
    * @param {object} options
    *   legend: element to render the legend into; readout: a live region for keyboard readouts
-   *   xLabel: word for the x value in the readout ("Step", "Epoch")
-   *   xInteger: ticks only at whole numbers; xPadding: data units of air left and right
+   *   title: what the chart shows (for its PNG); xLabel: word for the x value in the readout
+   *   xTitle, yTitle: axis titles; xInteger: ticks only at whole numbers
+   *   xTicks(x0, x1, count): {ticks, format(value)} instead of 1-2-5 ticks (e.g. wall time)
+   *   xFormat(value): readout text for an x value; xPadding: data units of air left and right,
+   *   xPadFraction: air as a fraction of the x range
    *   yFormat(value): readout text for a y value; yTickFormat(value, step): axis label
    *   logY: start with a log axis; emptyText: shown until there is data
+   *   onZoom({x0, x1} | null): the user dragged out an x range, or asked for the whole run
    */
   constructor(canvas, options = {}) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
     this.options = { xLabel: 'x', xPadding: 0, emptyText: 'No data yet', ...options };
     this.series = [];
+    this.verticals = []; // faint vertical lines (epoch boundaries): x values
+    this.annotations = []; // [{x, label}] marked on the plot (a diverging step)
+    this.legendEntries = null; // explicit legend, else one entry per series
     this.logY = Boolean(options.logY);
+    this.xRange = null; // {x0, x1} while zoomed
     this.hover = null; // { x: data x } while the pointer or keyboard points somewhere
+    this.drag = null; // {start, end} in px while a zoom range is being dragged
     this.frame = 0;
     this.width = 0;
     this.height = 0;
@@ -155,12 +207,20 @@ export class LineChart {
     this.resizeObserver.observe(canvas);
     this.resize();
 
-    canvas.addEventListener('pointermove', (event) => this.pointAt(event));
-    canvas.addEventListener('pointerdown', (event) => this.pointAt(event));
+    canvas.addEventListener('pointerdown', (event) => this.onPointerDown(event));
+    canvas.addEventListener('pointermove', (event) => this.onPointerMove(event));
+    canvas.addEventListener('pointerup', (event) => this.onPointerUp(event));
+    canvas.addEventListener('pointercancel', () => {
+      this.drag = null;
+      this.invalidate();
+    });
     canvas.addEventListener('pointerleave', () => {
+      if (this.drag) return;
       this.hover = null;
       this.invalidate();
     });
+    canvas.addEventListener('dblclick', () => this.options.onZoom?.(null));
+    // Note: annotations widen the x range (extent) so that a marked step is always in view.
     canvas.addEventListener('keydown', (event) => this.onKey(event));
     canvas.addEventListener('blur', () => {
       this.hover = null;
@@ -169,18 +229,28 @@ export class LineChart {
   }
 
   /**
-   * series: [{label, xs, ys, color | colorIndex, width, dash, alpha, markers, legend, hover}].
-   * xs ascending. The arrays may grow between draws, but values already there must not change
-   * (give a new array instead): their extents are cached.
+   * series: [{label, xs, ys, color | colorIndex, width, dash, alpha, markers, band, legend,
+   * hover, scale}]. xs ascending; `band`: drawn as a light min/max band (the raw values behind
+   * a smoothed line), `scale: false`: left out of the y range. The arrays may grow between
+   * draws, but values already there must not change (give a new array instead).
    */
-  setSeries(series) {
+  setSeries(series, { verticals = [], annotations = [], legend = null } = {}) {
     this.series = series;
+    this.verticals = verticals;
+    this.annotations = annotations;
+    this.legendEntries = legend;
     this.renderLegend();
     this.invalidate();
   }
 
   setLogScale(logY) {
     this.logY = logY;
+    this.invalidate();
+  }
+
+  /** Show only x0..x1 (null: everything). */
+  setXRange(range) {
+    this.xRange = range ? { x0: Math.min(range.x0, range.x1), x1: Math.max(range.x0, range.x1) } : null;
     this.invalidate();
   }
 
@@ -210,44 +280,112 @@ export class LineChart {
     return series.color ?? seriesColor(series.colorIndex ?? 0);
   }
 
+  /** Legend entries: given ones ({label, color | colorIndex, dash, faint}) or one per series. */
+  legendItems() {
+    if (this.legendEntries) return this.legendEntries;
+    return this.series.filter((s) => s.legend !== false)
+      .map((s) => ({ label: s.label, color: this.colorOf(s), dash: s.dash, faint: s.band || (s.alpha ?? 1) < 0.6 }));
+  }
+
   renderLegend() {
     const legend = this.options.legend;
     if (!legend) return;
-    const shown = this.series.filter((s) => s.legend !== false);
-    const key = shown.map((s) => `${s.label}|${this.colorOf(s)}|${s.dash ? 1 : 0}|${s.alpha ?? 1}`).join(';');
+    const items = this.legendItems().map((item) => ({ ...item, color: item.color ?? seriesColor(item.colorIndex ?? 0) }));
+    const key = JSON.stringify(items);
     if (key === this.legendKey) return;
     this.legendKey = key;
     legend.replaceChildren(
-      ...shown.map((s) => {
+      ...items.map((entry) => {
         const item = document.createElement('span');
         item.className = 'legend-item';
         const swatch = document.createElement('span');
         swatch.className = 'legend-swatch';
-        if (s.dash) swatch.classList.add('dashed');
-        if ((s.alpha ?? 1) < 0.6) swatch.classList.add('faint');
-        swatch.style.color = this.colorOf(s);
-        item.append(swatch, document.createTextNode(s.label));
+        if (entry.dash) swatch.classList.add('dashed');
+        if (entry.faint) swatch.classList.add('faint');
+        if (entry.neutral) swatch.classList.add('neutral');
+        else swatch.style.color = entry.color;
+        item.append(swatch, document.createTextNode(entry.label));
+        if (entry.title) item.title = entry.title;
         return item;
       }),
     );
   }
 
   // ---- interaction ----------------------------------------------------------------------------
+  xAt(clientX) {
+    const rect = this.canvas.getBoundingClientRect();
+    const { left, plotWidth, x0, x1 } = this.layout;
+    const px = Math.min(left + plotWidth, Math.max(left, clientX - rect.left));
+    return { px, x: x0 + ((px - left) / plotWidth) * (x1 - x0) };
+  }
+
+  onPointerDown(event) {
+    if (!this.layout) return;
+    if (event.pointerType === 'mouse' && event.button !== 0) return;
+    const { px } = this.xAt(event.clientX);
+    this.drag = { start: px, end: px, pointer: event.pointerId };
+    this.canvas.setPointerCapture?.(event.pointerId);
+    this.pointAt(event);
+  }
+
+  onPointerMove(event) {
+    if (!this.layout) return;
+    if (this.drag && event.pointerId === this.drag.pointer) this.drag.end = this.xAt(event.clientX).px;
+    this.pointAt(event);
+  }
+
+  onPointerUp(event) {
+    const drag = this.drag;
+    this.drag = null;
+    if (!drag || !this.layout || event.pointerId !== drag.pointer) return;
+    const end = this.xAt(event.clientX).px;
+    if (Math.abs(end - drag.start) >= DRAG_MIN_PX && this.options.onZoom) {
+      const { left, plotWidth, x0, x1 } = this.layout;
+      const toX = (px) => x0 + ((px - left) / plotWidth) * (x1 - x0);
+      this.options.onZoom({ x0: toX(Math.min(drag.start, end)), x1: toX(Math.max(drag.start, end)) });
+    }
+    this.invalidate();
+  }
+
   pointAt(event) {
     if (!this.layout) return;
-    const rect = this.canvas.getBoundingClientRect();
-    const px = event.clientX - rect.left;
-    const { left, plotWidth, x0, x1 } = this.layout;
-    const fraction = Math.min(1, Math.max(0, (px - left) / plotWidth));
-    this.hover = { x: x0 + fraction * (x1 - x0) };
+    this.hover = { x: this.xAt(event.clientX).x };
     this.invalidate();
   }
 
   primarySeries() {
-    return this.series.find((s) => s.hover !== false && Math.min(s.xs.length, s.ys.length) > 0);
+    return this.series.find((s) => s.hover !== false && !s.band && Math.min(s.xs.length, s.ys.length) > 0);
+  }
+
+  zoomBy(factor) {
+    if (!this.layout || !this.options.onZoom) return;
+    const { x0, x1 } = this.layout;
+    const full = this.fullXRange();
+    const centre = this.hover?.x ?? (x0 + x1) / 2;
+    const half = ((x1 - x0) * factor) / 2;
+    if (full && half * 2 >= full.x1 - full.x0) {
+      this.options.onZoom(null);
+      return;
+    }
+    this.options.onZoom({ x0: centre - half, x1: centre + half });
   }
 
   onKey(event) {
+    if (event.key === '+' || event.key === '=') {
+      event.preventDefault();
+      this.zoomBy(0.5);
+      return;
+    }
+    if (event.key === '-' || event.key === '_') {
+      event.preventDefault();
+      this.zoomBy(2);
+      return;
+    }
+    if (event.key === '0') {
+      event.preventDefault();
+      this.options.onZoom?.(null);
+      return;
+    }
     const primary = this.primarySeries();
     if (!primary) return;
     const n = Math.min(primary.xs.length, primary.ys.length);
@@ -276,7 +414,7 @@ export class LineChart {
     const rows = [];
     for (const s of this.series) {
       const n = Math.min(s.xs.length, s.ys.length);
-      if (s.hover === false || n === 0) continue;
+      if (s.hover === false || s.band || n === 0) continue;
       const i = nearestIndex(s.xs, n, x);
       if (s.xs[i] !== x && s !== primary) {
         // Only report another series when it has a point close to this x.
@@ -288,14 +426,70 @@ export class LineChart {
     return { x, rows };
   }
 
+  formatX(x) {
+    return this.options.xFormat ? this.options.xFormat(x) : x.toLocaleString();
+  }
+
   readoutText(values) {
     if (!values) return '';
     const yFormat = this.options.yFormat ?? ((v) => String(v));
     const parts = values.rows.map((row) => `${row.series.label} ${yFormat(row.y)}`);
-    return `${this.options.xLabel} ${values.x.toLocaleString()}: ${parts.join(', ')}`;
+    return `${this.options.xLabel} ${this.formatX(values.x)}: ${parts.join(', ')}`;
+  }
+
+  // ---- export ---------------------------------------------------------------------------------
+  /** The chart as a PNG data URL, on the page's background with its title and legend. */
+  toPng() {
+    theme ??= readTheme();
+    const ratio = this.canvas.width / Math.max(1, this.width);
+    const font = theme.font || 'sans-serif';
+    const items = this.legendItems();
+    const head = 30 + (items.length ? 20 : 0);
+    const out = document.createElement('canvas');
+    out.width = this.canvas.width;
+    out.height = Math.round(this.canvas.height + head * ratio);
+    const ctx = out.getContext('2d');
+    ctx.scale(ratio, ratio);
+    ctx.fillStyle = theme.surface || '#fff';
+    ctx.fillRect(0, 0, this.width, this.height + head);
+    ctx.fillStyle = theme.text;
+    ctx.font = `600 13px ${font}`;
+    ctx.textBaseline = 'middle';
+    ctx.fillText(this.options.title ?? this.canvas.getAttribute('aria-label') ?? '', 10, 16);
+    ctx.font = `11px ${font}`;
+    let x = 10;
+    for (const item of items) {
+      ctx.strokeStyle = item.color ?? seriesColor(item.colorIndex ?? 0);
+      ctx.globalAlpha = item.faint ? 0.4 : 1;
+      ctx.lineWidth = 2.5;
+      ctx.setLineDash(item.dash ? [4, 3] : []);
+      ctx.beginPath();
+      ctx.moveTo(x, 38);
+      ctx.lineTo(x + 16, 38);
+      ctx.stroke();
+      ctx.globalAlpha = 1;
+      ctx.setLineDash([]);
+      ctx.fillText(item.label, x + 21, 38);
+      x += 34 + ctx.measureText(item.label).width;
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(this.canvas, 0, Math.round(head * ratio));
+    return out.toDataURL('image/png');
   }
 
   // ---- drawing --------------------------------------------------------------------------------
+  fullXRange() {
+    let xMin = Infinity;
+    let xMax = -Infinity;
+    for (const s of this.series) {
+      const n = Math.min(s.xs.length, s.ys.length);
+      if (n === 0) continue;
+      xMin = Math.min(xMin, s.xs[0]);
+      xMax = Math.max(xMax, s.xs[n - 1]);
+    }
+    return Number.isFinite(xMin) ? { x0: xMin, x1: xMax } : null;
+  }
+
   draw() {
     theme ??= readTheme();
     const { ctx, width, height } = this;
@@ -324,15 +518,22 @@ export class LineChart {
     }
 
     // Domains and ticks.
-    let [x0, x1] = [extent.xMin - this.options.xPadding, extent.xMax + this.options.xPadding];
+    let { xMin: x0, xMax: x1 } = extent;
+    if (!this.xRange) {
+      const pad = this.options.xPadding + (this.options.xPadFraction ?? 0) * (x1 - x0);
+      [x0, x1] = [x0 - pad, x1 + pad];
+    }
     if (x1 - x0 < 1e-12) [x0, x1] = [x0 - 0.5, x1 + 0.5];
     const top = 10;
-    const bottom = 22;
+    const xTitle = this.options.xTitle;
+    const yTitle = this.options.yTitle;
+    const bottom = 22 + (xTitle ? 16 : 0);
     const plotHeightGuess = height - top - bottom;
     const yCount = Math.max(2, Math.floor(plotHeightGuess / 42));
     let y0;
     let y1;
     let yTicks;
+    let yMinor = [];
     let yLabel;
     if (this.logY) {
       const lo = Math.log10(extent.yMinPositive);
@@ -340,7 +541,7 @@ export class LineChart {
       const pad = Math.max(0.02, (hi - lo) * 0.06);
       y0 = 10 ** (lo - pad);
       y1 = 10 ** (hi + pad);
-      yTicks = logTicks(y0, y1, yCount);
+      ({ ticks: yTicks, minor: yMinor } = logTicks(y0, y1, yCount));
       yLabel = formatLogTick;
     } else {
       let lo = extent.yMin;
@@ -365,7 +566,7 @@ export class LineChart {
 
     const labels = yTicks.map(yLabel);
     const labelWidth = Math.max(18, ...labels.map((label) => ctx.measureText(label).width));
-    const left = Math.ceil(labelWidth + 12);
+    const left = Math.ceil(labelWidth + 12 + (yTitle ? 16 : 0));
     const right = 12;
     const plotWidth = Math.max(10, width - left - right);
     const plotHeight = Math.max(10, height - top - bottom);
@@ -375,11 +576,21 @@ export class LineChart {
     const toPy = this.logY
       ? (y) => top + (1 - (Math.log10(y) - ly0) / (ly1 - ly0)) * plotHeight
       : (y) => top + (1 - (y - ly0) / (ly1 - ly0)) * plotHeight;
-    this.layout = { left, top, plotWidth, plotHeight, x0, x1, toPx, toPy };
+    // Kept for the hover and for tests: what was drawn where.
+    this.layout = { left, top, plotWidth, plotHeight, x0, x1, y0, y1, toPx, toPy, yTicks, yMinor, labels };
 
     // Grid and y labels.
     ctx.lineWidth = 1;
     ctx.strokeStyle = theme.grid;
+    ctx.globalAlpha = 0.55;
+    for (const tick of yMinor) {
+      const py = Math.round(toPy(tick)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(left, py);
+      ctx.lineTo(left + plotWidth, py);
+      ctx.stroke();
+    }
+    ctx.globalAlpha = 1;
     ctx.fillStyle = theme.text;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
@@ -392,15 +603,45 @@ export class LineChart {
       ctx.fillText(labels[i], left - 8, py);
     });
 
-    // x labels.
-    const xCount = Math.max(2, Math.floor(plotWidth / 90));
-    const xTicks = linearTicks(x0, x1, xCount, this.options.xInteger);
+    // Faint vertical markers (epoch boundaries), where they are not too dense to read.
+    const visible = this.verticals.filter((x) => x > x0 && x < x1);
+    if (visible.length && plotWidth / visible.length >= 6) {
+      ctx.strokeStyle = theme.axis;
+      ctx.globalAlpha = 0.45;
+      ctx.setLineDash([2, 3]);
+      for (const x of visible) {
+        const px = Math.round(toPx(x)) + 0.5;
+        ctx.beginPath();
+        ctx.moveTo(px, top);
+        ctx.lineTo(px, top + plotHeight);
+        ctx.stroke();
+      }
+      ctx.setLineDash([]);
+      ctx.globalAlpha = 1;
+    }
+
+    // x labels, as many as fit side by side.
+    const xTickFor = (count) => {
+      if (this.options.xTicks) return this.options.xTicks(x0, x1, count);
+      const result = linearTicks(x0, x1, count, this.options.xInteger);
+      return { ticks: result.ticks, format: (value) => formatTick(value, result.step) };
+    };
+    let count = Math.max(2, Math.floor(plotWidth / 50));
+    let xTicks = xTickFor(count);
+    for (let tries = 0; tries < 6; tries += 1) {
+      const widest = Math.max(...xTicks.ticks.map((t) => ctx.measureText(xTicks.format(t)).width), 10);
+      if (xTicks.ticks.length <= 1 || (plotWidth / xTicks.ticks.length) >= widest + 14) break;
+      count = Math.max(2, Math.floor(count * 0.6));
+      xTicks = xTickFor(count);
+    }
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
+    this.layout.xTicks = [];
     for (const tick of xTicks.ticks) {
       const px = toPx(tick);
       if (px < left - 1 || px > left + plotWidth + 1) continue;
-      ctx.fillText(formatTick(tick, xTicks.step), px, top + plotHeight + 6);
+      ctx.fillText(xTicks.format(tick), px, top + plotHeight + 6);
+      this.layout.xTicks.push(tick);
     }
     ctx.strokeStyle = theme.axis;
     ctx.beginPath();
@@ -408,15 +649,48 @@ export class LineChart {
     ctx.lineTo(left + plotWidth, Math.round(top + plotHeight) + 0.5);
     ctx.stroke();
 
-    // Series, clipped to the plot area.
+    // Axis titles.
+    ctx.fillStyle = theme.text;
+    if (xTitle) {
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'bottom';
+      ctx.fillText(xTitle, left + plotWidth / 2, height - 1);
+    }
+    if (yTitle) {
+      ctx.save();
+      ctx.translate(11, top + plotHeight / 2);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillText(yTitle, 0, 0);
+      ctx.restore();
+    }
+
+    // Series, clipped to the plot area: bands first, lines on top.
     ctx.save();
     ctx.beginPath();
     ctx.rect(left, top - 2, plotWidth, plotHeight + 4);
     ctx.clip();
-    for (const s of this.series) this.drawSeries(s, toPx, toPy);
+    for (const s of this.series) if (s.band) this.drawBand(s, toPx, toPy);
+    for (const s of this.series) if (!s.band) this.drawSeries(s, toPx, toPy);
     ctx.restore();
 
+    this.drawAnnotations(font);
+    if (this.drag && Math.abs(this.drag.end - this.drag.start) >= 1) {
+      ctx.fillStyle = theme.axis;
+      ctx.globalAlpha = 0.25;
+      ctx.fillRect(Math.min(this.drag.start, this.drag.end), top, Math.abs(this.drag.end - this.drag.start), plotHeight);
+      ctx.globalAlpha = 1;
+    }
     this.drawHover(font);
+  }
+
+  /** The index range of `s` inside the current x range (all of it when not zoomed). */
+  visibleRange(s, n) {
+    if (!this.xRange) return [0, n];
+    const i0 = Math.max(0, lowerBound(s.xs, n, this.xRange.x0) - 1);
+    const i1 = Math.min(n, lowerBound(s.xs, n, this.xRange.x1) + 1);
+    return [i0, i1];
   }
 
   extent() {
@@ -428,10 +702,12 @@ export class LineChart {
     let yMaxPositive = -Infinity;
     for (const s of this.series) {
       const n = Math.min(s.xs.length, s.ys.length);
-      if (n === 0 || s.scale === false) continue;
+      if (n === 0) continue;
       xMin = Math.min(xMin, s.xs[0]);
       xMax = Math.max(xMax, s.xs[n - 1]);
-      const e = valueExtent(s.ys, n);
+      if (s.scale === false) continue;
+      const [i0, i1] = this.visibleRange(s, n);
+      const e = this.xRange ? valueExtent(s.ys, i0, i1) : wholeExtent(s.ys, n);
       yMin = Math.min(yMin, e.min);
       yMax = Math.max(yMax, e.max);
       yMinPositive = Math.min(yMinPositive, e.minPositive);
@@ -439,10 +715,16 @@ export class LineChart {
     }
     if (!Number.isFinite(xMin) || !Number.isFinite(yMin)) return null;
     if (this.logY && !Number.isFinite(yMinPositive)) return null;
+    for (const note of this.annotations) {
+      // A marked step past the last point (the step that diverged) stays in view.
+      xMin = Math.min(xMin, note.x);
+      xMax = Math.max(xMax, note.x);
+    }
     if (this.logY && yMaxPositive / yMinPositive < 1.0001) {
       yMinPositive /= 1.5;
       yMaxPositive *= 1.5;
     }
+    if (this.xRange) [xMin, xMax] = [this.xRange.x0, this.xRange.x1];
     return { xMin, xMax, yMin, yMax, yMinPositive, yMaxPositive };
   }
 
@@ -451,6 +733,7 @@ export class LineChart {
    * lowest, highest and last value of that column, which keeps every spike visible while the
    * path never has more than four vertices per column. The per-point work stays in data units
    * (the y mapping is monotonic, also on a log axis), so only those vertices are transformed.
+   * A lone point (a run that failed at its second step) is drawn as a dot.
    */
   drawSeries(s, toPx, toPy) {
     const { ctx } = this;
@@ -459,6 +742,7 @@ export class LineChart {
     const { xs, ys } = s;
     const logY = this.logY;
     const { left, plotWidth, x0, x1 } = this.layout;
+    const [i0, i1] = this.visibleRange(s, n);
     const xScale = plotWidth / (x1 - x0);
     const color = this.colorOf(s);
     ctx.strokeStyle = color;
@@ -476,6 +760,7 @@ export class LineChart {
     let high = 0;
     let last = 0;
     let count = 0;
+    let drawn = 0;
     const flush = () => {
       if (count === 0) return;
       const firstY = toPy(first);
@@ -489,9 +774,10 @@ export class LineChart {
         ctx.lineTo(columnX, toPy(last));
       }
     };
-    for (let i = 0; i < n; i += 1) {
+    for (let i = i0; i < i1; i += 1) {
       const y = ys[i];
-      if (!(y === y && y !== Infinity && y !== -Infinity) || (logY && y <= 0)) continue;
+      if (!(y === y && y !== Infinity && y !== -Infinity && y !== null) || (logY && y <= 0)) continue;
+      drawn += 1;
       const px = left + (xs[i] - x0) * xScale;
       const c = Math.floor(px);
       if (c !== column) {
@@ -512,11 +798,11 @@ export class LineChart {
     ctx.stroke();
     ctx.setLineDash([]);
 
-    if (s.markers && n <= 80) {
+    if ((s.markers && i1 - i0 <= 80) || drawn === 1) {
       ctx.fillStyle = color;
       ctx.strokeStyle = theme.surface;
       ctx.lineWidth = 1.5;
-      for (let i = 0; i < n; i += 1) {
+      for (let i = i0; i < i1; i += 1) {
         const y = ys[i];
         if (!Number.isFinite(y) || (logY && y <= 0)) continue;
         ctx.beginPath();
@@ -528,12 +814,94 @@ export class LineChart {
     ctx.globalAlpha = 1;
   }
 
+  /**
+   * The raw values behind a smoothed line as a light band: per group of pixel columns the
+   * lowest and highest value, filled between. Sparse data (fewer points than columns) has no
+   * band to speak of and is drawn as a thin line instead.
+   */
+  drawBand(s, toPx, toPy) {
+    const n = Math.min(s.xs.length, s.ys.length);
+    if (n === 0) return;
+    const { ctx } = this;
+    const { left, plotWidth, x0, x1 } = this.layout;
+    const [i0, i1] = this.visibleRange(s, n);
+    if (i1 - i0 < plotWidth / 2) {
+      this.drawSeries({ ...s, band: false, width: 1, alpha: s.alpha ?? 0.35 }, toPx, toPy);
+      return;
+    }
+    const bucketPx = 2;
+    const xScale = plotWidth / (x1 - x0);
+    const logY = this.logY;
+    const upper = [];
+    const lower = [];
+    let bucket = NaN;
+    let low = 0;
+    let high = 0;
+    let centre = 0;
+    const flush = () => {
+      if (Number.isNaN(bucket)) return;
+      upper.push([centre, toPy(high)]);
+      lower.push([centre, toPy(low)]);
+    };
+    for (let i = i0; i < i1; i += 1) {
+      const y = s.ys[i];
+      if (!Number.isFinite(y) || (logY && y <= 0)) continue;
+      const px = left + (s.xs[i] - x0) * xScale;
+      const b = Math.floor(px / bucketPx);
+      if (b !== bucket) {
+        flush();
+        bucket = b;
+        low = high = y;
+        centre = (b + 0.5) * bucketPx;
+      } else if (y < low) low = y;
+      else if (y > high) high = y;
+    }
+    flush();
+    if (!upper.length) return;
+    ctx.fillStyle = this.colorOf(s);
+    ctx.globalAlpha = s.alpha ?? 0.2;
+    ctx.beginPath();
+    ctx.moveTo(upper[0][0], upper[0][1]);
+    for (const [x, y] of upper) ctx.lineTo(x, y);
+    for (let i = lower.length - 1; i >= 0; i -= 1) ctx.lineTo(lower[i][0], lower[i][1] + 0.75);
+    ctx.closePath();
+    ctx.fill();
+    ctx.globalAlpha = 1;
+  }
+
+  /** Marks like "diverged at step 812": a vertical line with its label at the top. */
+  drawAnnotations(font) {
+    if (!this.annotations.length || !this.layout) return;
+    const { ctx } = this;
+    const { left, top, plotWidth, plotHeight, toPx, x0, x1 } = this.layout;
+    for (const note of this.annotations) {
+      if (note.x < x0 || note.x > x1) continue;
+      const px = Math.round(toPx(note.x)) + 0.5;
+      ctx.strokeStyle = note.color ?? theme.danger ?? theme.text;
+      ctx.fillStyle = note.color ?? theme.danger ?? theme.text;
+      ctx.lineWidth = 1.5;
+      ctx.setLineDash([4, 3]);
+      ctx.beginPath();
+      ctx.moveTo(px, top);
+      ctx.lineTo(px, top + plotHeight);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.font = `600 11px ${font}`;
+      const width = ctx.measureText(note.label).width;
+      ctx.textBaseline = 'top';
+      ctx.textAlign = px + 6 + width > left + plotWidth ? 'right' : 'left';
+      ctx.fillText(note.label, ctx.textAlign === 'right' ? px - 6 : px + 6, top + 4);
+      ctx.font = `11px ${font}`;
+    }
+  }
+
   drawHover(font) {
     const values = this.hoverValues();
     if (!values || !this.layout) return;
     const { ctx } = this;
     const { left, top, plotWidth, plotHeight, toPx, toPy } = this.layout;
     const px = toPx(values.x);
+    if (px < left - 1 || px > left + plotWidth + 1) return;
     ctx.strokeStyle = theme.axis;
     ctx.lineWidth = 1;
     ctx.beginPath();
@@ -557,7 +925,7 @@ export class LineChart {
     }
     if (!lines.length) return;
 
-    const title = `${this.options.xLabel} ${values.x.toLocaleString()}`;
+    const title = `${this.options.xLabel} ${this.formatX(values.x)}`;
     ctx.font = `600 11px ${font}`;
     let boxWidth = ctx.measureText(title).width;
     ctx.font = `11px ${font}`;

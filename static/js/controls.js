@@ -366,10 +366,12 @@ async function submit(event, watchRun) {
   renderButtons();
   try {
     const run = await api.startRun(config);
-    notify(run.status === 'queued' && state.runs.some(isActive)
+    const message = run.status === 'queued' && state.runs.some(isActive)
       ? `Run #${run.id} is queued; it starts when the current run finishes.`
-      : `Run #${run.id} started.`, { kind: 'success' });
+      : `Run #${run.id} started.`;
+    notify(message, { kind: 'success', key: `run-${run.id}` });
     await watchRun(run.id, { follow: true, run });
+    revealTraining(`${message} Its curves are in the Training card.`);
     emit('runs-changed');
   } catch (error) {
     if (error instanceof ApiError && error.status === 422) {
@@ -382,6 +384,18 @@ async function submit(event, watchRun) {
     pendingStart = false;
     renderButtons();
   }
+}
+
+/** After Start: scroll the Training card into view unless it is already, and say where it is. */
+function revealTraining(message) {
+  const card = $('training');
+  const header = document.querySelector('.topbar')?.getBoundingClientRect().bottom ?? 0;
+  const top = card.getBoundingClientRect().top;
+  if (top < header || top > window.innerHeight * 0.6) {
+    const still = window.matchMedia?.('(prefers-reduced-motion: reduce)').matches;
+    card.scrollIntoView({ behavior: still ? 'auto' : 'smooth', block: 'start' });
+  }
+  $('training-announce').textContent = message;
 }
 
 /**
@@ -417,10 +431,13 @@ export function initControls({ watchRun, applyRun }) {
     $('preset-description').textContent = preset?.description ?? '';
     fillFromConfig(run.config);
     notify(`The settings of run #${run.id} are in the form: change what you like and start.`, { kind: 'info' });
-    document.querySelector('.area-controls').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    $('new-run').scrollIntoView({ behavior: 'smooth', block: 'start' });
     $('preset').focus({ preventScroll: true });
   });
-  on('options', populate);
+  on('options', (options) => {
+    populate(options);
+    renderButtons();
+  });
   on('watched', renderButtons);
   on('runs', renderButtons);
   renderButtons();

@@ -142,9 +142,10 @@ function renderBands() {
     const [inputs, units] = layers[index].shape;
     entry.caption.textContent = `${entry.name} (${formatInteger(inputs)} → ${formatInteger(units)})`;
     const latest = entry.chart.latest();
+    // (No form field's words in these labels: the form's fields are found by their labels.)
     entry.canvas.setAttribute('aria-label', latest
-      ? `${KINDS[view.kind]} of ${entry.name} over ${steps.length} steps; at step ${latest.step} the median is ${latest.values[4].toPrecision(3)}, the middle 68% lies between ${latest.values[2].toPrecision(3)} and ${latest.values[6].toPrecision(3)}.`
-      : `No ${view.kind} recorded for ${entry.name}.`);
+      ? `Percentile bands of ${entry.name} over ${steps.length} steps; at step ${latest.step} the median is ${latest.values[4].toPrecision(3)}, the middle 68% lies between ${latest.values[2].toPrecision(3)} and ${latest.values[6].toPrecision(3)}.`
+      : `Nothing recorded for ${entry.name}.`);
   });
   if (!layers.length) {
     container.replaceChildren(emptyNote());
@@ -367,16 +368,16 @@ const CARD = `
     <figure><figcaption>Dead ReLU units <span class="muted small">(never active on the probe digits)</span></figcaption>
       <div class="inside-legend" id="dead-units-legend"></div><div class="inside-frame"><canvas id="dead-units-chart" class="inside-chart" data-testid="dead-units-chart" tabindex="0" role="img" aria-label="Fraction of dead units per hidden layer over the steps"></canvas></div></figure>
     <figure><figcaption>Learning rate <span class="muted small">(per step)</span></figcaption>
-      <div class="inside-legend"></div><div class="inside-frame"><canvas id="lr-chart" class="inside-chart" data-testid="lr-chart" tabindex="0" role="img" aria-label="The learning-rate schedule: η at each step"></canvas></div></figure>
+      <div class="inside-legend"></div><div class="inside-frame"><canvas id="lr-chart" class="inside-chart" data-testid="lr-chart" tabindex="0" role="img" aria-label="η, the step size, at each step"></canvas></div></figure>
   </div>
   <div class="inside-features">
     <div>
       <h3 class="inside-heading">First-layer weights <span class="muted small">(blue negative, red positive)</span></h3>
       <label class="epoch-slider" for="weight-epoch-slider"><span id="weight-epoch-label"></span>
-        <input type="range" id="weight-epoch-slider" data-testid="weight-epoch-slider" min="1" max="1" step="1" value="1" disabled></label>
+        <input type="range" id="weight-epoch-slider" data-testid="weight-epoch-slider" aria-label="Epoch of the first-layer images shown" min="1" max="1" step="1" value="1" disabled></label>
       <canvas id="weight-tiles" class="weight-tiles" role="img" aria-label="The first layer's weights of the units shown, as 28 by 28 images" hidden></canvas>
       <p class="muted small">How strongly each of these units answers each digit (mean activation over the probe digits of that class):</p>
-      <canvas id="class-activations" class="class-activations" role="img" aria-label="Mean activation of each unit shown for each digit class" hidden></canvas>
+      <canvas id="class-activations" class="class-activations" role="img" aria-label="Mean response of each unit shown to each digit class" hidden></canvas>
     </div>
     <div id="hidden-activations" class="hidden-activations" data-testid="hidden-activations">
       <h3 class="inside-heading">Your drawing, inside</h3>

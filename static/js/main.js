@@ -5,14 +5,17 @@ import { api } from './api.js';
 import { initAuth } from './auth.js';
 import { initDrawing } from './canvas.js';
 import { ChangeStream } from './changes.js';
+import { initComparison } from './comparison.js';
 import { initControls } from './controls.js';
 import { initEvaluation } from './evaluation.js';
+import { initExport } from './export.js';
 import { initInside } from './inside.js';
 import { initRuns } from './runs.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
 import { notify, notifyError } from './toast.js';
 import { initTraining } from './training.js';
+import { initUrl } from './url.js';
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 4000; // polling the run list while WS /ws/runs is down
@@ -25,6 +28,7 @@ let listRevision = null; // the revision of state.runs (GET /api/runs)
 let announcedRevision = null; // the newest revision WS /ws/runs announced
 let changesLive = false;
 let refreshedAt = 0;
+let openingShared = false;
 
 // ---- the watched run ------------------------------------------------------------------------
 /** Merge a Run the server sent into the state; announce a run that just ended. */
@@ -47,20 +51,25 @@ function applyRun(run) {
 }
 
 function onRunEnded(run) {
+  const key = `run-${run.id}`; // replaces this run's "started" message
   if (run.status === 'failed') {
     notify(run.reason || 'The run failed without a reason; the server log has details.', {
       kind: 'error',
       title: `Run #${run.id} failed`,
+      key,
     });
   } else if (run.status === 'interrupted') {
     notify(run.reason || 'The server stopped while this run was training.', {
       kind: 'error',
       title: `Run #${run.id} was interrupted`,
+      key,
     });
   } else if (run.status === 'completed') {
     const accuracy = Number.isFinite(run.best_val_accuracy)
       ? ` Best validation accuracy ${(run.best_val_accuracy * 100).toFixed(2)}%.` : '';
-    notify(`Run #${run.id} completed.${accuracy}`, { kind: 'success' });
+    notify(`Run #${run.id} completed.${accuracy}`, { kind: 'success', key });
+  } else if (run.status === 'stopped') {
+    notify(`Run #${run.id} stopped.`, { kind: 'info', key });
   }
   refreshActiveModel();
   refreshRuns();
@@ -103,7 +112,8 @@ const streamHandlers = {
     const data = state.watched;
     if (!data) return;
     putEpoch(data, epoch);
-    const best = Math.max(data.run.best_val_accuracy ?? 0, epoch.val_accuracy ?? 0);
+    const best = Number.isFinite(epoch.val_accuracy) // null: the run holds no digits out
+      ? Math.max(data.run.best_val_accuracy ?? 0, epoch.val_accuracy) : data.run.best_val_accuracy;
     data.run = { ...data.run, has_model: true, best_val_accuracy: best };
     emit('metrics');
     emit('watched');
@@ -160,6 +170,7 @@ function unwatch() {
 
 /** With nothing live on screen, follow the run that is training (also one started elsewhere). */
 function followLatest() {
+  if (openingShared) return; // the run the URL names is on its way
   let watched = state.watched?.run;
   if (watched && !state.runs.some((r) => r.id === watched.id)) {
     unwatch(); // deleted (perhaps in another tab)
@@ -175,6 +186,9 @@ function followLatest() {
 }
 
 // ---- server state ---------------------------------------------------------------------------
+/** What the list may change about a finished run: its status, name, tags and notes. */
+const shownFields = (run) => JSON.stringify([run.status, run.name ?? null, run.tags ?? [], run.notes ?? null]);
+
 async function refreshRuns() {
   if (refreshing) return refreshing;
   refreshing = (async () => {
@@ -188,9 +202,10 @@ async function refreshRuns() {
         notify('The server is reachable again.', { kind: 'success' });
       }
       if ((answer.active_model_run_id ?? null) !== state.activeModel.run_id) refreshActiveModel();
-      // A finished run's summary in the list is fresher than ours (e.g. test accuracy).
+      // A finished run's summary in the list is fresher than ours (e.g. test accuracy, or a
+      // name given in another tab).
       const listed = state.runs.find((r) => r.id === state.watched?.id);
-      if (listed && state.watched && !isActive(listed) && listed.status !== state.watched.run.status) {
+      if (listed && state.watched && !isActive(listed) && shownFields(listed) !== shownFields(state.watched.run)) {
         applyRun(listed);
       }
       emit('runs');
@@ -276,11 +291,15 @@ function renderModelPill() {
 
 // ---- start ----------------------------------------------------------------------------------
 function start() {
+  const view = initUrl();
+  state.pendingCompare = view.compare;
   initTraining();
   initControls({ watchRun, applyRun });
   initDrawing();
   initRuns({ watchRun, refreshRuns, refreshActiveModel });
   initEvaluation();
+  initExport();
+  initComparison();
   initInside();
   initAuth();
 
@@ -297,7 +316,16 @@ function start() {
 
   loadOptions();
   refreshActiveModel();
-  refreshRuns();
+  if (view.run !== null) {
+    // A shared view: that run, whatever trains now (a run that no longer exists: the newest).
+    state.followLatest = false;
+    openingShared = true;
+    watchRun(view.run, { follow: false }).finally(() => {
+      openingShared = false;
+      if (!state.watched) state.followLatest = true;
+      refreshRuns();
+    });
+  } else refreshRuns();
   new ChangeStream({ onChange: onListChanged, onLive: onChangesLive }).start();
   setInterval(() => {
     const due = !changesLive || Date.now() - refreshedAt >= REFRESH_LIVE_MS;

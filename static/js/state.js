@@ -8,9 +8,12 @@ export const state = {
   activeModel: { run_id: null, chosen_by: null },
   watched: null, // RunData of the run whose live stream the page follows
   compared: new Map(), // run id -> RunData overlaid on the charts
+  pendingCompare: [], // run ids the URL asks to compare, added once the run list is known
   followLatest: true, // switch to a newly started run (also one started in another tab)
   connection: { state: 'idle', retryAt: null }, // idle | connecting | live | reconnecting
-  chart: { smoothing: 0.6, logScale: false },
+  // The charts' view, also in the URL (url.js): smoothing null = chosen from the point count;
+  // xAxis: step | epoch | samples | time; zoom: {x0, x1} on that axis, or null for everything.
+  chart: { smoothing: null, logScale: false, xAxis: 'step', zoom: null },
 };
 
 export const ACTIVE_STATUSES = new Set(['queued', 'running', 'paused']);
@@ -21,7 +24,7 @@ export const isActive = (run) => Boolean(run) && ACTIVE_STATUSES.has(run.status)
  * order without gaps or repeats; `epochs` is indexed by epoch - 1.
  */
 export function newRunData(run) {
-  return { id: run.id, run, steps: [], losses: [], epochs: [], live: null, smoothed: null };
+  return { id: run.id, run, steps: [], losses: [], epochs: [], live: null, smoothed: null, xCache: null };
 }
 
 export const lastStep = (data) => (data.steps.length ? data.steps[data.steps.length - 1] : -1);

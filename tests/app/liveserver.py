@@ -113,10 +113,27 @@ class LiveServer:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process itself."""
+        return self._status_kb("VmRSS") * 1024
+
+    def peak_rss_bytes(self) -> int:
+        """The server process's resident high-water mark so far (VmHWM)."""
+        return self._status_kb("VmHWM") * 1024
+
+    def _status_kb(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no {key} in /proc/{self.pid}/status")
+
+    def train_tiny_model(self, timeout: float = 180.0) -> int:
+        """Train a model in seconds (one epoch of [16] units) so /predict has one; its run id."""
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            answer = client.post("/api/runs", json={"hidden_layers": [16], "epochs": 1,
+                                                    "batch_size": 100, "seed": 0})
+            answer.raise_for_status()
+            run_id = answer.json()["id"]
+            wait_for_status(client, run_id, {"completed"}, timeout)
+        return run_id
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.process is not None

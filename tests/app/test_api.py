@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.cli import config_flags
 from engine.config import TrainConfig, field_bounds
 from engine.model import load_model
 from tests.app.conftest import TEST_SUBSET, blank_png, digit_png
@@ -58,6 +59,7 @@ def test_options_fields_are_the_engine_bounds_tightened_by_the_server_limits(fre
             assert fields[name][key] == expected, (name, key)
     for name, choices in options["choices"].items():
         assert fields[name]["choices"] == choices
+    assert options["cli_flags"] == config_flags()
 
 
 def test_a_value_just_outside_an_advertised_range_is_refused(fresh):
@@ -149,13 +151,39 @@ def test_completed_run_has_metrics_model_and_evaluation(trained):
     assert matrix.shape == (10, 10) and matrix.sum() == TEST_SUBSET
     assert evaluation["accuracy"] == pytest.approx(np.trace(matrix) / TEST_SUBSET)
     assert evaluation["accuracy"] == pytest.approx(run["test_accuracy"])
+    wrong = int(matrix.sum() - np.trace(matrix))
+    assert evaluation["misclassified_total"] == wrong
     for item in evaluation["misclassified"]:
         assert item["true"] != item["predicted"] and len(item["pixels"]) == 784
         assert matrix[item["true"], item["predicted"]] > 0
+        assert item["runner_up"] != item["predicted"]
+        assert item["runner_up_confidence"] <= item["confidence"]
+
+    # Every mistake, a page at a time, most confident first; a filter to one cell of the matrix.
+    pages, offset = [], 0
+    while offset < wrong:
+        page = client.get(f"/api/runs/{run_id}/misclassified?offset={offset}&limit=7").json()
+        assert page["total"] == wrong and page["offset"] == offset
+        pages += page["items"]
+        offset += 7
+    assert len({item["index"] for item in pages}) == wrong
+    assert pages[:len(evaluation["misclassified"])] == evaluation["misclassified"]
+    confidences = [item["confidence"] for item in pages]
+    assert confidences == sorted(confidences, reverse=True)
+    true, predicted = np.unravel_index(np.argmax(matrix - np.diag(np.diag(matrix))), matrix.shape)
+    cell = client.get(f"/api/runs/{run_id}/misclassified?true={true}&predicted={predicted}"
+                      "&limit=100").json()
+    assert cell["total"] == matrix[true, predicted] == len(cell["items"])
+    assert {(i["true"], i["predicted"]) for i in cell["items"]} == {(true, predicted)}
+    assert client.get(f"/api/runs/{run_id}/misclassified?true=10").status_code == 422
 
     weights = client.get(f"/api/runs/{run_id}/weights").json()
-    assert weights["units"] == 256 and len(weights["images"]) == 64
+    assert weights["units"] == 256 and len(weights["images"]) == 64 and weights["offset"] == 0
     assert max(max(abs(v) for v in image) for image in weights["images"]) == pytest.approx(1.0)
+    rest = client.get(f"/api/runs/{run_id}/weights?offset=64&limit=256").json()
+    assert rest["offset"] == 64 and len(rest["images"]) == 256 - 64
+    assert rest["images"][0] != weights["images"][0]
+    assert client.get(f"/api/runs/{run_id}/weights?limit=257").status_code == 422
 
 
 def test_transitions_that_make_no_sense_are_409(trained):

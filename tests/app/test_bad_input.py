@@ -176,8 +176,8 @@ def test_random_bytes_anywhere(client, raw, content_type, path):
 
 @EXAMPLES
 @given(run_id=run_ids,
-       suffix=st.sampled_from(["", "/metrics", "/model", "/evaluation", "/weights", "/stop", "/pause",
-                               "/resume"]),
+       suffix=st.sampled_from(["", "/metrics", "/model", "/evaluation", "/misclassified",
+                               "/weights", "/stop", "/pause", "/resume"]),
        method=st.sampled_from(["GET", "POST", "DELETE", "PUT"]),
        query=st.dictionaries(st.sampled_from(["after", "format", "x"]),
                              st.one_of(st.text(max_size=10), st.integers(-(2**70), 2**70)), max_size=2))

@@ -31,6 +31,7 @@ SLICE = {"MNIST_LAB_TRAIN_SUBSET": "2000", "MNIST_LAB_TEST_SUBSET": "500"}
 LONG_RUN = {"hidden_layers": [64], "epochs": 100, "batch_size": 32, "seed": 1}
 SHORT_RUN = {"hidden_layers": [16], "epochs": 1, "batch_size": 100, "seed": 2}
 ENDED = {"completed", "failed", "stopped", "interrupted"}
+STROKE = [0.0] * 300 + [1.0] * 184 + [0.0] * 300  # 784 pixels with something drawn
 
 
 def server_env(mnist_dir: Path, **extra: str) -> dict[str, str]:
@@ -138,7 +139,7 @@ def test_killed_worker_fails_the_run_keeps_its_steps_and_the_next_run_starts(tmp
         assert stored[: len(watcher.steps)] == watcher.steps  # everything streamed was kept
         assert len(metrics["epochs"]) >= 1
         assert run["has_model"]  # the model of the finished epochs survives
-        assert client.post("/predict", json={"pixels": [0.0] * 784, "run_id": run_id}).status_code == 200
+        assert client.post("/predict", json={"pixels": STROKE, "run_id": run_id}).status_code == 200
 
         assert client.get("/healthz").status_code == 200
         assert wait_for_status(client, queued, ENDED, 60)["status"] == "completed"
@@ -195,7 +196,7 @@ def test_server_killed_mid_run_and_restarted_loses_nothing_reported(tmp_path, mn
         kept = metadata["epoch"]
         assert run["model_epoch"] == kept and kept <= len(accuracies)
         assert accuracies[kept - 1] == max(accuracies[:kept])  # the best so far when it was saved
-        answer = client.post("/predict", json={"pixels": [0.0] * 784, "run_id": run_id})
+        answer = client.post("/predict", json={"pixels": STROKE, "run_id": run_id})
         assert answer.status_code == 200
         assert abs(sum(answer.json()["probabilities"]) - 1) < 1e-4
         # And the restarted server trains again.
@@ -227,6 +228,22 @@ def test_diverging_run_fails_with_reason_and_no_nan_anywhere(tmp_path, mnist_dir
         with connect(f"{server.ws_url}/ws/runs/{run_id}", proxy=None) as ws:
             snapshot = strict_json(ws.recv(timeout=10))
         assert snapshot["run"]["status"] == "failed"
+        # The diverging step is recorded, with its loss (null: not a finite number); the steps
+        # stored are every one before it, none after.
+        diverged = run["diverged"]
+        assert diverged is not None and set(diverged) == {"step", "loss"}
+        assert diverged["loss"] is None or diverged["loss"] > 100
+        assert f"at step {diverged['step']} " in run["reason"]
+        steps = [point["step"] for point in client.get(f"/api/runs/{run_id}/metrics").json()
+                 ["iterations"]]
+        assert steps == list(range(diverged["step"]))
+        assert len(csv.splitlines()) == 1 + len(steps)
+        assert snapshot["run"]["diverged"] == diverged
+        assert [point["step"] for point in snapshot["iterations"]] == steps
+        assert client.get("/api/runs").json()["runs"][0]["diverged"] == diverged
+        server.stop()  # and it is kept: a restarted server knows it
+        server.start()
+        assert client.get(f"/api/runs/{run_id}").json()["diverged"] == diverged
 
 
 # --- the data dir becomes read-only or full -------------------------------------------------------------
@@ -310,7 +327,7 @@ def test_read_only_data_dir_gives_a_clear_error_and_corrupts_nothing(tmp_path, m
             assert_clear_storage_error(client.put("/api/active-model", json={"run_id": done}))
             assert client.get("/healthz").status_code == 200
             assert client.get(f"/api/runs/{done}/metrics").json() == metrics
-            assert client.post("/predict", json={"pixels": [0.0] * 784}).status_code == 200
+            assert client.post("/predict", json={"pixels": STROKE}).status_code == 200
         finally:
             immutable(data_dir, False)
         assert_intact(client, data_dir, done, metrics, model)

@@ -22,6 +22,7 @@ from app.worker import Reporter, RunJob, pending_model_path, run_job
 from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import (
+    Divergence,
     EndEvent,
     EpochEvent,
     FirstLayer,
@@ -57,6 +58,10 @@ EXAMPLES = [
                       steps_completed=16, test_accuracy=0.93, duration_s=4.0, test_loss=0.2,
                       model_epoch=2)),
     Ended.death(-9),
+    Ended.of(EndEvent(epoch=1, status="failed", reason="diverged: ...", epochs_completed=0,
+                      steps_completed=7, test_accuracy=None, duration_s=0.5,
+                      diverged=Divergence(step=7, loss=None))),
+    Ended("failed", "diverged: ...", diverged=Divergence(step=12, loss=426.1)),
 ]
 
 
@@ -77,6 +82,8 @@ def test_each_message_survives_the_wire_even_as_json(message):
     {"type": "epoch"}, {}, ["end"], None,
     {"event": "end", "status": "failed", "reason": "x", "colour": "red"},
     {"event": "checkpoint", "epoch": 1},
+    {"event": "end", "status": "failed", "reason": "x", "diverged": {"step": 3}},
+    {"event": "iterations", "points": 5, "samples_per_second": None, "learning_rate": 0.1},
 ])
 def test_anything_else_is_refused(wire):
     with pytest.raises(ProtocolError):
@@ -160,6 +167,18 @@ def test_the_worker_checkpoints_the_epochs_it_keeps_and_streams_layers_after_the
             assert message.step <= seen
             layers += 1
     assert layers >= 8
+
+
+def test_a_diverging_run_ends_with_the_step_it_diverged_at(tmp_path):
+    sent = []
+    run = job(tmp_path, optimizer="sgd", learning_rate=1000, epochs=1)
+    data = synthetic_digits(n_train=1000, n_test=301)
+    Trainer(run.config, data, [Reporter(run, lambda m: sent.append(from_wire(to_wire(m))))]).run()
+    ended = sent[-1]
+    assert isinstance(ended, Ended) and ended.status == "failed" and ended.diverged is not None
+    steps = [point[0] for m in sent if isinstance(m, Iterations) for point in m.points]
+    assert steps == list(range(ended.diverged.step))  # every step before it, not itself
+    assert not any(isinstance(m, Checkpoint) for m in sent)
 
 
 def test_a_paused_run_says_so_after_the_steps_before_it(tmp_path):

@@ -11,6 +11,7 @@ from app.protocol import Checkpoint, Ended, Iterations
 from app.runs.state import (
     ACTIVE_STATUSES,
     STATUSES,
+    DetailsChanged,
     Moment,
     PauseRequested,
     PauseTimedOut,
@@ -22,7 +23,15 @@ from app.runs.state import (
     apply,
 )
 from app.store import RUN_COLUMNS
-from engine.events import EpochEvent, Histogram, LayersEvent, LayerStats, PauseEvent, StartEvent
+from engine.events import (
+    Divergence,
+    EpochEvent,
+    Histogram,
+    LayersEvent,
+    LayerStats,
+    PauseEvent,
+    StartEvent,
+)
 
 CONFIG = {"batch_size": 100, "epochs": 3}
 
@@ -149,8 +158,41 @@ def test_a_shutdown_interrupts_what_did_not_complete(status, expected):
 def test_a_run_that_ended_stays_as_it_ended():
     done = run_through(queued(), START, Ended("completed", None, test_accuracy=0.9, duration_s=1.0))
     for message in (START, steps(5, 6, 1), Ended("failed", "late"), StopRequested(),
-                    PauseRequested(), Resumed(), ShuttingDown(), Ended.death(-9)):
+                    PauseRequested(), Resumed(), ShuttingDown(), Ended.death(-9),
+                    Ended("failed", "late", diverged=Divergence(3, None))):
         assert apply(message, done, at(50)) == done, message
+
+
+def test_a_diverged_run_records_the_step_and_its_loss():
+    run = run_through(queued(), START, steps(0, 11, 1),
+                      Ended("failed", "diverged: ...", diverged=Divergence(step=12, loss=426.1)))
+    assert run.status == "failed" and (run.diverged_step, run.diverged_loss) == (12, 426.1)
+    assert run.step == 11  # the last step taken; the diverging one was not
+    not_finite = run_through(queued(), START, Ended("failed", "diverged: ...",
+                                                   diverged=Divergence(step=0, loss=None)))
+    assert (not_finite.diverged_step, not_finite.diverged_loss) == (0, None)
+    for end in (Ended("completed", None), Ended("failed", "ValueError: x"), Ended.death(-9)):
+        ended = run_through(queued(), START, end)
+        assert (ended.diverged_step, ended.diverged_loss) == (None, None), end
+
+
+def test_name_tags_and_notes_change_whatever_the_status():
+    named = apply(DetailsChanged(name="baseline", tags=("small", "adam")), queued(), at(1))
+    assert (named.name, named.tags, named.notes) == ("baseline", ("small", "adam"), None)
+    assert named.status == "queued"
+    # A field not given keeps its value; None clears a name or notes; () removes the tags.
+    noted = apply(DetailsChanged(notes="the reference"), named, at(2))
+    assert (noted.name, noted.tags, noted.notes) == ("baseline", ("small", "adam"), "the reference")
+    cleared = apply(DetailsChanged(name=None, tags=()), noted, at(3))
+    assert (cleared.name, cleared.tags, cleared.notes) == (None, (), "the reference")
+    assert apply(DetailsChanged(), noted, at(3)) == noted
+    # While it trains, and after it ended (nothing else about an ended run changes).
+    running = run_through(named, START, steps(0, 4, 1), start=4)
+    renamed = apply(DetailsChanged(name="wide"), running, at(9))
+    assert renamed == dataclasses.replace(running, name="wide")
+    done = run_through(renamed, Ended("completed", None, duration_s=1.0), start=10)
+    after = apply(DetailsChanged(name="kept", tags=("final",), notes="done"), done, at(20))
+    assert after == dataclasses.replace(done, name="kept", tags=("final",), notes="done")
 
 
 def test_apply_is_pure():

@@ -34,6 +34,7 @@ WRITES = [
     ("POST", "/api/runs/1/pause", None),
     ("POST", "/api/runs/1/resume", None),
     ("PUT", "/api/active-model", {"run_id": 1}),
+    ("PATCH", "/api/runs/1", {"name": "renamed"}),
 ]
 
 
@@ -271,7 +272,7 @@ def test_a_model_file_with_a_pickle_inside_is_refused_not_executed(tmp_path, mni
             httpx.Client(base_url=server.url, timeout=30) as client:
         run_id = client.post("/api/runs", json={"hidden_layers": [8], "epochs": 1}).json()["id"]
         assert wait_for_status(client, run_id, {"completed", "failed"}, 60)["status"] == "completed"
-        pixels = {"pixels": [0.0] * 784, "run_id": run_id}
+        pixels = {"pixels": [0.0] * 300 + [1.0] * 184 + [0.0] * 300, "run_id": run_id}
         assert client.post("/predict", json=pixels).status_code == 200
         model_path = tmp_path / "data" / "models" / f"run-{run_id}.npz"
         payload = np.empty(1, dtype=object)

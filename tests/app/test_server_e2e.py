@@ -114,14 +114,21 @@ def test_stream_refuses_unknown_runs_and_bad_after(live):
             assert closed.value.rcvd.code == code and closed.value.rcvd.reason
 
 
-def test_pause_resume_stop(live):
-    server, client = live
-    run = start_run(client, epochs=200, batch_size=25, seed=2)
+def training_and_watched(server: LiveServer, client: httpx.Client, seed: int, steps: int):
+    """A long run, taking its first `steps` steps, and a thread that collects every message of
+    its stream (in the list returned) until it ends."""
+    run = start_run(client, epochs=200, batch_size=25, seed=seed)
     streamed: list[dict] = []
     watcher = threading.Thread(target=lambda: streamed.extend(watch(server, run["id"])))
     watcher.start()
-    wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["progress"]["step"] > 20, 60,
+    wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["progress"]["step"] > steps, 60,
              what="the run to take steps")
+    return run, streamed, watcher
+
+
+def test_pause_resume_stop(live):
+    server, client = live
+    run, streamed, watcher = training_and_watched(server, client, seed=2, steps=20)
     paused = client.post(f"/api/runs/{run['id']}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     assert client.post(f"/api/runs/{run['id']}/pause").status_code == 409
@@ -150,6 +157,31 @@ def test_pause_resume_stop(live):
     assert steps_of(streamed)[:len(steps)] == [p["step"] for p in steps]
 
 
+def test_a_running_run_is_named_and_its_watchers_see_the_new_name(live):
+    server, client = live
+    run, streamed, watcher = training_and_watched(server, client, seed=9, steps=5)
+    named = client.patch(f"/api/runs/{run['id']}", json={"name": "live one", "tags": ["e2e"]})
+    assert named.status_code == 200, named.text
+    assert named.json()["status"] == "running" and named.json()["name"] == "live one"
+    after = named.json()["progress"]["step"] + 5
+    wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["progress"]["step"] > after, 30,
+             what="training to go on after the rename")
+    stopped = client.post(f"/api/runs/{run['id']}/stop").json()
+    assert stopped["status"] == "stopped" and stopped["name"] == "live one"
+    assert stopped["tags"] == ["e2e"]
+    watcher.join(60)
+    # The feed said so, without a change of status, and kept streaming steps after it.
+    renamed = next(i for i, m in enumerate(streamed)
+                   if m["type"] == "status" and m["run"]["name"] == "live one")
+    assert streamed[renamed]["status"] == "running" and streamed[renamed]["run"]["tags"] == ["e2e"]
+    assert all(m["run"]["name"] is None for m in streamed[:renamed]
+               if m["type"] in ("snapshot", "status"))
+    assert streamed[-1]["status"] == "stopped" and streamed[-1]["run"]["name"] == "live one"
+    steps = client.get(f"/api/runs/{run['id']}/metrics").json()["iterations"]
+    assert steps_of(streamed)[:len(steps)] == [p["step"] for p in steps]
+    assert steps_of(streamed[renamed:])  # steps kept coming after it
+
+
 def test_the_run_list_stream_says_when_the_list_changed(live):
     server, client = live
     with connect(f"{server.ws_url}/ws/runs", open_timeout=10) as socket:
@@ -172,7 +204,7 @@ def test_the_run_list_stream_says_when_the_list_changed(live):
             return now, runs
 
         assert announced() == listed()[0]  # on connect: the revision now
-        first = start_run(client, epochs=200, batch_size=2, seed=5)["id"]  # 1,000 steps an epoch
+        first = start_run(client, epochs=100, batch_size=2, seed=5)["id"]  # 1,000 steps an epoch
         wait_for(lambda: client.get(f"/api/runs/{first}").json()["has_model"], 60,
                  what="the first epoch")
         revision, runs = listed()
@@ -307,7 +339,7 @@ def test_restart_keeps_history_and_marks_unfinished_runs_interrupted(tmp_path, m
         steps = [p["step"] for p in client.get(f"/api/runs/{running['id']}/metrics").json()["iterations"]]
         assert steps == list(range(len(steps))) and len(steps) >= 2 * TRAIN_SUBSET // 25
         assert client.get(f"/api/runs/{running['id']}/model").status_code == 200
-        answer = client.post("/predict", json={"pixels": [0.0] * 784}).json()
+        answer = client.post("/predict", json={"pixels": [0.0] * 300 + [1.0] * 184 + [0.0] * 300}).json()
         assert answer["run_id"] == running["id"]
         snapshot = watch(second, running["id"], until_terminal=False)[0]
         assert snapshot["run"]["status"] == "interrupted" and len(snapshot["iterations"]) == len(steps)

@@ -1,4 +1,5 @@
-"""The SQLite store: schema versioning, batched iteration losses, and what a restart finds."""
+"""The SQLite store: schema versioning and migrations, batched iteration losses, and what a
+restart finds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import sqlite3
 import pytest
 
 from app.store import SCHEMA_VERSION, Store, StoreError
+
+# An epoch as version 1 stored it (train_*: the running mean over its batches), and as it reads
+# once migrated (version 3: running_*; the clean train metric was not measured).
+V1_EPOCH = {"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.5, "val_loss": 1.9,
+            "val_accuracy": 0.6, "duration_s": 1.0, "learning_rate": 0.1}
+MIGRATED_EPOCH = {"epoch": 1, "train_loss": None, "train_accuracy": None, "val_loss": 1.9,
+                  "val_accuracy": 0.6, "running_loss": 2.0, "running_accuracy": 0.5,
+                  "duration_s": 1.0, "learning_rate": 0.1}
 
 
 def test_runs_metrics_and_restart(tmp_path):
@@ -48,7 +57,7 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
         Store(path)
 
 
-V1_SCHEMA = """
+V1_TABLES = """
 CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, status TEXT NOT NULL, config TEXT NOT NULL,
     created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT, duration_s REAL, reason TEXT,
     epoch INTEGER NOT NULL DEFAULT 0, step INTEGER NOT NULL DEFAULT -1, steps_per_epoch INTEGER,
@@ -62,6 +71,8 @@ CREATE TABLE iterations (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE C
     step INTEGER NOT NULL, epoch INTEGER NOT NULL, loss REAL NOT NULL,
     PRIMARY KEY (run_id, step)) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+"""  # a file as MNIST Lab wrote it before runs had names (version 1), written out as it was
+V1_SCHEMA = V1_TABLES + """
 INSERT INTO runs (status, config, created_at, test_accuracy, has_model)
     VALUES ('completed', '{"epochs": 1}', '2026-01-01T00:00:00+00:00', 0.97, 1);
 INSERT INTO epochs VALUES (1, 1, 0.61, 0.84, 0.12, 0.965, 20.5, 0.05);
@@ -69,7 +80,7 @@ PRAGMA user_version=1;
 """
 
 
-def test_a_version_1_database_is_migrated_keeping_what_each_number_was(tmp_path):
+def test_an_old_database_is_migrated_keeping_what_each_number_was(tmp_path):
     """Before validation was held out, an epoch's train_* was the running mean over its batches:
     it becomes running_*, and the clean train metric, never measured, is NULL."""
     path = tmp_path / "mnist-lab.sqlite3"
@@ -89,7 +100,7 @@ def test_a_version_1_database_is_migrated_keeping_what_each_number_was(tmp_path)
                         "duration_s": 1.0, "learning_rate": 0.01})  # null validation fits
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert Store(path).epochs(1)[1]["val_accuracy"] is None
 
 
@@ -112,3 +123,65 @@ def test_layer_statistics_page_through_in_step_order(tmp_path):
     assert steps(store.layers(run, limit=10, max_bytes=1)[0]) == [0]  # always at least one
     store.delete_run(run)
     assert store.layers(run) == ([], False) and steps(store.layers(other)[0]) == [15]
+
+
+def version_1_database(path) -> None:
+    """A file as MNIST Lab wrote it before runs had names (schema version 1): one finished run
+    with an epoch and two steps."""
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_TABLES + "PRAGMA user_version=1;")
+        db.execute("INSERT INTO runs (id, status, config, created_at, step, epoch, has_model) "
+                   "VALUES (1, 'completed', '{\"epochs\": 1}', '2026-01-01T00:00:00+00:00', 1, 1, 1)")
+        db.execute(f"INSERT INTO epochs (run_id, {', '.join(V1_EPOCH)}) "
+                   f"VALUES (1, {', '.join('?' * len(V1_EPOCH))})", tuple(V1_EPOCH.values()))
+        db.executemany("INSERT INTO iterations VALUES (1, ?, 1, ?)", [(0, 2.3), (1, 2.1)])
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_runs(tmp_path):
+    path = tmp_path / "mnist-lab.sqlite3"
+    version_1_database(path)
+    store = Store(path)
+    run = store.run(1)
+    assert (run["status"], run["config"], run["has_model"]) == ("completed", {"epochs": 1}, True)
+    assert (run["name"], run["tags"], run["notes"]) == (None, [], None)
+    assert (run["diverged_step"], run["diverged_loss"]) == (None, None)
+    assert store.iterations(1) == [(0, 1, 2.3), (1, 1, 2.1)] and store.epochs(1) == [MIGRATED_EPOCH]
+    store.update_run(1, name="from before", tags=("old", "kept"), notes="line one\nline two")
+    store.close()
+    reopened = Store(path)  # nothing left to migrate: opening again changes nothing
+    assert reopened.run(1) == {**run, "name": "from before", "tags": ["old", "kept"],
+                               "notes": "line one\nline two"}
+    reopened.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path):
+    path = tmp_path / "mnist-lab.sqlite3"
+    version_1_database(path)
+    with sqlite3.connect(path) as db:  # a column migration 2 adds, there already: it must fail
+        db.execute("ALTER TABLE runs ADD COLUMN diverged_step INTEGER")
+    with pytest.raises(sqlite3.OperationalError, match="duplicate column"):
+        Store(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        assert "diverged_step" in columns and not {"name", "tags", "notes"} & columns
+        assert db.execute("SELECT status FROM runs WHERE id = 1").fetchone() == ("completed",)
+
+
+def test_a_runs_name_tags_notes_and_divergence_are_stored(tmp_path):
+    path = tmp_path / "mnist-lab.sqlite3"
+    store = Store(path)
+    run = store.create_run({"epochs": 1}, "2026-01-01T00:00:00+00:00")
+    assert (run["name"], run["tags"], run["notes"], run["diverged_step"]) == (None, [], None, None)
+    store.update_run(run["id"], status="failed", name="lr 10", tags=("diverges", "été"),
+                     notes=None, diverged_step=12, diverged_loss=426.1)
+    store.update_run(other := store.create_run({}, "2026-01-01T00:00:01+00:00")["id"],
+                     status="failed", diverged_step=0, diverged_loss=None)
+    store.close()
+    reopened = Store(path)
+    stored = reopened.run(run["id"])
+    assert (stored["name"], stored["tags"], stored["notes"]) == ("lr 10", ["diverges", "été"], None)
+    assert (stored["diverged_step"], stored["diverged_loss"]) == (12, 426.1)
+    assert (reopened.run(other)["diverged_step"], reopened.run(other)["diverged_loss"]) == (0, None)

@@ -39,6 +39,10 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--no-first-run",
 ]
+# axe-core from npm (`make test` installs it under .cache/, never committed): WCAG 2.0 and 2.1, levels
+# A and AA, plus axe's best practices.
+AXE_SCRIPTS = sorted(REPO.glob(".cache/axe-*/node_modules/axe-core/axe.min.js"))
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 TRAIN_SUBSET = 2000
 TEST_SUBSET = 500
 ACTIVE = {"queued", "running", "paused"}
@@ -180,6 +184,32 @@ def new_page(playwright_browser, request):
     for context in contexts:
         context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> str:
+    if not AXE_SCRIPTS:
+        missing_requirement("axe-core is not installed; `make test` installs it from npm into .cache/")
+    return AXE_SCRIPTS[-1].read_text()
+
+
+@pytest.fixture
+def axe(axe_script):
+    """axe(page) -> the violations axe-core finds in the page as it is now, each as
+    "rule-id: help (n nodes: selectors...)"; an empty list when it finds none."""
+
+    def check(page) -> list[str]:
+        if not page.evaluate("() => Boolean(window.axe)"):
+            page.add_script_tag(content=axe_script)
+        result = page.evaluate("""async (tags) => {
+            const result = await axe.run(document, {runOnly: {type: 'tag', values: tags},
+                                                    resultTypes: ['violations']});
+            return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.length} nodes: ` +
+                v.nodes.slice(0, 6).map((n) => n.target.join(' ')).join(', ') + ')');
+        }""", AXE_TAGS)
+        return result
+
+    return check
 
 
 @pytest.fixture(autouse=True)

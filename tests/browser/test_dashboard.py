@@ -9,106 +9,26 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.browser.conftest import ARTIFACTS, TEST_SUBSET, Server
-from tests.waiting import wait_for
+from tests.browser.helpers import (
+    configure,
+    draw_seven,
+    expect_in_step,
+    lit_model_input_pixels,
+    open_run,
+    points,
+    row_action,
+    run_row,
+    start,
+    wait_for_points,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 
 # A run that trains until it is stopped: small, so that it costs little CPU while it lasts.
 LONG_RUN = {"layer": 32, "batch": 32, "epochs": 200}
-
-
-# --- helpers -------------------------------------------------------------------------------------
-def configure(page: Page, *, epochs: int, layer: int | None = None, batch: int | None = None):
-    if layer is not None:
-        page.get_by_label("Units in hidden layer 1").fill(str(layer))
-    if batch is not None:
-        page.get_by_label("Batch size").fill(str(batch))
-    page.get_by_label("Epochs", exact=True).fill(str(epochs))
-
-
-def start(page: Page, server: Server) -> int:
-    """Press Start and return the new run's id (the page switches to watching it)."""
-    before = {run["id"] for run in server.runs()}
-    page.get_by_test_id("start-run").click()
-    new_ids: set[int] = set()
-
-    def created() -> bool:
-        nonlocal new_ids
-        new_ids = {run["id"] for run in server.runs()} - before
-        return bool(new_ids)
-
-    wait_until(page, created, lambda: "the run to be created; the page says: "
-               + page.locator("#form-error").inner_text() + page.locator("#toasts").inner_text())
-    run_id = max(new_ids)
-    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
-    return run_id
-
-
-def open_run(page: Page, run_id: int):
-    """Watch a run from the history (its Open button is disabled while it is watched already)."""
-    button = page.get_by_role("button", name=f"Open run {run_id}")
-    expect(button).to_be_visible()
-    if button.is_enabled():
-        button.click()
-    expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
-
-
-def wait_until(page: Page, condition, what, timeout_s: float = 30):
-    """tests.waiting.wait_for, passing the time in the page (so that it keeps serving events)."""
-    return wait_for(condition, timeout_s, 0.1, what, sleep=lambda s: page.wait_for_timeout(s * 1000))
-
-
-def points(page: Page) -> int:
-    return int(page.get_by_test_id("loss-chart").get_attribute("data-points"))
-
-
-def wait_for_points(page: Page, at_least: int, timeout_ms: int = 30_000):
-    page.wait_for_function(
-        "n => Number(document.querySelector('[data-testid=loss-chart]').dataset.points) >= n",
-        arg=at_least, timeout=timeout_ms,
-    )
-
-
-def server_points(server: Server, run_id: int) -> int:
-    return len(server.metrics(run_id)["iterations"])
-
-
-def expect_in_step(server: Server, run_id: int, *pages: Page, timeout_s: float = 20) -> int:
-    """Wait until every page draws exactly the points the server has stored for the run (a run
-    that was just paused or ended may still be delivering its last steps), and return the count.
-    """
-    counts: list[int] = []
-
-    def in_step() -> bool:
-        counts[:] = [server_points(server, run_id), *(points(page) for page in pages)]
-        return len(set(counts)) == 1
-
-    wait_until(pages[0], in_step, lambda: f"the pages to draw the server's points: {counts}",
-               timeout_s)
-    return counts[0]
-
-
-def draw_seven(page: Page):
-    box = page.get_by_test_id("draw-canvas").bounding_box()
-    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
-    page.mouse.move(x + 0.3 * w, y + 0.25 * h)
-    page.mouse.down()
-    page.mouse.move(x + 0.7 * w, y + 0.25 * h, steps=8)
-    page.mouse.move(x + 0.45 * w, y + 0.8 * h, steps=12)
-    page.mouse.up()
-
-
-def lit_model_input_pixels(page: Page) -> list[int]:
-    return page.evaluate("""() => {
-        const canvas = document.querySelector('[data-testid=model-input]');
-        const data = canvas.getContext('2d').getImageData(0, 0, 28, 28).data;
-        let lit = 0;
-        for (let i = 0; i < data.length; i += 4) if (data[i] > 0) lit += 1;
-        return [canvas.width, canvas.height, lit];
-    }""")
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +194,7 @@ def test_the_server_tells_an_open_page_when_runs_change(server: Server, new_page
     # these few seconds, only the push can tell it.
     quickly = 3000
     run_id = server.api.post("/api/runs", json={"hidden_layers": [16], "epochs": 200}).json()["id"]
-    opener = page.get_by_role("button", name=f"Open run {run_id}")
+    opener = run_row(page, run_id)
     expect(opener).to_be_visible(timeout=quickly)
     expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(run_id))
     wait_for_points(page, 1)
@@ -354,8 +274,7 @@ def test_history_compares_activates_and_deletes_runs(server: Server, new_page):
     older = server.train(hidden_layers=[16], epochs=1, batch_size=64)
     newer = server.train(hidden_layers=[16], epochs=1, batch_size=64, learning_rate=0.2)
     page = new_page(server.url)
-    run_list = page.get_by_test_id("run-list")
-    expect(run_list.locator(f'li[data-run-id="{newer["id"]}"]')).to_contain_text("completed")
+    expect(run_row(page, newer["id"])).to_contain_text("completed")
     open_run(page, newer["id"])
 
     page.get_by_label(f"Compare run {older['id']} on the charts").check()
@@ -363,17 +282,19 @@ def test_history_compares_activates_and_deletes_runs(server: Server, new_page):
     expect(legend).to_contain_text(f"#{older['id']}")
     expect(legend).to_contain_text(f"#{newer['id']}")
 
-    page.get_by_role("button", name=f"Use the model of run {older['id']} for predictions").click()
+    row_action(page, older["id"], "Use for predictions").click()
     expect(page.locator("#model-pill")).to_contain_text(f"run #{older['id']}")
     assert server.api.get("/api/active-model").json() == {"run_id": older["id"],
                                                           "chosen_by": "user"}
-    download = page.get_by_role("link", name=f"Download the model of run {older['id']}")
+    download = row_action(page, older["id"], "Download model (.npz)")
     expect(download).to_have_attribute("href", f"/api/runs/{older['id']}/model")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("menu")).to_be_hidden()
     page.get_by_role("button", name="Use the best run instead").click()
     expect(page.locator("#draw-model")).to_contain_text("the best so far")
     assert server.api.get("/api/active-model").json()["chosen_by"] == "best"
 
-    page.get_by_role("button", name=f"Copy the settings of run {newer['id']} into the form").click()
+    row_action(page, newer["id"], "Reuse settings in the form").click()
     expect(page.get_by_label("Learning rate")).to_have_value("0.2")
     expect(page.get_by_label("Units in hidden layer 1")).to_have_value("16")
     expect(page.get_by_label("Epochs", exact=True)).to_have_value("1")
@@ -386,9 +307,9 @@ def test_history_compares_activates_and_deletes_runs(server: Server, new_page):
     expect(page.get_by_test_id("run-status")).to_have_attribute("data-run-id", str(live["id"]))
     server.stop_active_runs()
 
-    page.get_by_role("button", name=f"Delete run {older['id']}").click()
+    row_action(page, older["id"], "Delete…").click()
     page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
-    expect(run_list.locator(f'li[data-run-id="{older["id"]}"]')).to_have_count(0)
+    expect(run_row(page, older["id"])).to_have_count(0)
     expect(legend).not_to_contain_text(f"#{older['id']}")
     assert server.api.get(f"/api/runs/{older['id']}").status_code == 404
 
@@ -427,7 +348,7 @@ def test_after_a_restart_the_page_still_hears_of_new_runs(server_factory, new_pa
     expect(run_list).to_have_attribute("data-updates", "push", timeout=15_000)
     # The restarted server counts its changes from 0 again: lower numbers are news all the same.
     newer = server.api.post("/api/runs", json={"hidden_layers": [16], "epochs": 200}).json()["id"]
-    expect(page.get_by_role("button", name=f"Open run {newer}")).to_be_visible(timeout=3000)
+    expect(run_row(page, newer)).to_be_visible(timeout=3000)
 
 
 def test_a_server_with_a_token_asks_the_user_for_it(server_factory, new_page):

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Server
-from tests.browser.test_dashboard import draw_seven, expect_in_step, open_run, points, wait_until
+from tests.browser.helpers import draw_seven, expect_in_step, open_run, points, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 

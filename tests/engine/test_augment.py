@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine import augment
 from engine.augment import (
+    Augmenter,
     augment_batch,
     elastic_displacements,
     inverse_affine,
@@ -186,3 +188,148 @@ def test_train_command_options_override_the_presets_augmentation():
     assert (changed.thickness, changed.elastic_alpha) == (0.2, 20.0)
     assert (changed.rotation, changed.elastic_sigma) == (best.rotation, best.elastic_sigma)
     assert not augmentation("--preset", "best", "--no-augment").enabled
+
+
+# --- the same distortions as the straightforward computation --------------------------------------
+def reference_affine_and_thickness(images: np.ndarray, config: AugmentConfig,
+                                   rng: np.random.Generator) -> np.ndarray:
+    """What augment_batch computes without elastic fields, written plainly: the same random draws
+    in the documented order, np.linalg.inv for A^-1, a padded copy and one gather per corner."""
+    batch = len(images)
+    pixels = images.reshape(batch, 28, 28).astype(np.float64) / 255
+    if config.thickness > 0:
+        amount = rng.uniform(-1.0, 1.0, batch).astype(np.float32)
+        chosen = rng.random(batch) < config.thickness
+        padded = np.pad(pixels, ((0, 0), (1, 1), (1, 1)))
+        cross = np.stack([pixels, padded[:, :-2, 1:-1], padded[:, 2:, 1:-1],
+                          padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]])
+        a = np.where(chosen, amount, 0)[:, None, None]
+        target = np.where(a > 0, cross.max(axis=0), cross.min(axis=0))
+        pixels = pixels + np.abs(a) * (target - pixels)
+    theta = np.deg2rad(rng.uniform(-config.rotation, config.rotation, batch))
+    phi = np.deg2rad(rng.uniform(-config.shear, config.shear, batch))
+    zoom = 1.0 + rng.uniform(-config.scale, config.scale, batch)
+    shift = rng.uniform(-config.shift, config.shift, (batch, 2))
+    forward = np.array([[[c * z, (c * np.tan(p) - s) * z], [s * z, (s * np.tan(p) + c) * z]]
+                        for c, s, p, z in zip(np.cos(theta), np.sin(theta), phi, zoom, strict=True)])
+    inverse = np.linalg.inv(forward)
+    grid_y, grid_x = np.mgrid[0:28, 0:28] - 13.5
+    x = (inverse[:, 0, 0, None, None] * grid_x + inverse[:, 0, 1, None, None] * grid_y
+         - np.einsum("bj,bj->b", inverse[:, 0], shift)[:, None, None] + 13.5)
+    y = (inverse[:, 1, 0, None, None] * grid_x + inverse[:, 1, 1, None, None] * grid_y
+         - np.einsum("bj,bj->b", inverse[:, 1], shift)[:, None, None] + 13.5)
+    x, y = np.clip(x, -1, 28), np.clip(y, -1, 28)
+    x0, y0 = np.floor(x), np.floor(y)
+    wx, wy = x - x0, y - y0
+    padded = np.pad(pixels, ((0, 0), (1, 2), (1, 2)))  # reads at -1, 28 and 29 find 0
+    b = np.arange(batch)[:, None, None]
+    row, column = y0.astype(int) + 1, x0.astype(int) + 1
+
+    def at(dy, dx):
+        return padded[b, row + dy, column + dx]
+
+    top = at(0, 0) + wx * (at(0, 1) - at(0, 0))
+    bottom = at(1, 0) + wx * (at(1, 1) - at(1, 0))
+    return (top + wy * (bottom - top)).reshape(batch, 784)
+
+
+@pytest.mark.parametrize("config", [
+    AugmentConfig(shift=2, rotation=10, scale=0.1, thickness=0.3),  # the default preset's
+    AugmentConfig(shift=4, rotation=40, scale=0.3, shear=25, thickness=1.0),
+    AugmentConfig(rotation=90, scale=0.9),  # reads far outside the digit
+])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_affine_and_thickness_match_the_plain_computation_on_fixed_seeds(config, seed):
+    images = blobs(300, seed)  # more than a chunk: the last one is partial
+    out = augment_batch(images, config, np.random.default_rng(seed))
+    expected = reference_affine_and_thickness(images, config, np.random.default_rng(seed))
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+
+
+def test_an_augmenter_gives_what_augment_batch_gives_whatever_the_batch_sizes(monkeypatch):
+    images = blobs(300, seed=3)
+    augmenter = Augmenter(EVERYTHING)
+    rng = np.random.default_rng(5)
+    out = np.full((300, 784), np.nan, dtype=np.float32)
+    streamed = [augmenter(images[:200], rng), augmenter(images[200:210], rng, out=out[200:210]),
+                augmenter(images[210:], rng)]
+    assert streamed[1] is out[200:210] or np.shares_memory(streamed[1], out)
+    rng = np.random.default_rng(5)
+    expected = [augment_batch(images[:200], EVERYTHING, rng),
+                augment_batch(images[200:210], EVERYTHING, rng),
+                augment_batch(images[210:], EVERYTHING, rng)]
+    for got, want in zip(streamed, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Every random number of a batch is drawn before its chunks are distorted: the chunk size
+    # changes how the work is cut, not the digits.
+    monkeypatch.setattr(augment, "CHUNK", 7)
+    np.testing.assert_array_equal(augment_batch(images[:200], EVERYTHING, np.random.default_rng(5)),
+                                  expected[0])
+
+
+def test_the_closed_form_inverse_inverts_the_forward_map():
+    rng = np.random.default_rng(0)
+    theta, phi = rng.uniform(-1.5, 1.5, 50), rng.uniform(-1, 1, 50)
+    zoom, shift = rng.uniform(0.2, 1.9, 50), rng.uniform(-5, 5, (50, 2))
+    affine = inverse_affine(theta, phi, zoom, shift).astype(np.float64)
+    cos, sin, tan = np.cos(theta), np.sin(theta), np.tan(phi)
+    forward = np.stack([np.stack([cos, cos * tan - sin], -1), np.stack([sin, sin * tan + cos], -1)],
+                       1) * zoom[:, None, None]
+    np.testing.assert_allclose(affine[:, :, :2] @ forward, np.broadcast_to(np.eye(2), (50, 2, 2)),
+                               atol=1e-5)
+    np.testing.assert_allclose(np.einsum("bij,bj->bi", affine[:, :, :2], shift), -affine[:, :, 2],
+                               atol=1e-4)
+
+
+# --- the elastic field: the same distribution as smoothing full-resolution noise ------------------
+def full_resolution_field(batch: int, alpha: float, sigma: float, rng) -> np.ndarray:
+    """Simard's recipe as written: uniform [-1, 1] noise on every pixel, smoothed along rows and
+    columns by the Gaussian (reflecting at the border), times alpha. (2, B, 28, 28)."""
+    smooth = augment._gaussian_matrix(sigma)
+    noise = rng.uniform(-1, 1, (2, batch, 28, 28)).astype(np.float32)
+    return alpha * (smooth @ noise @ smooth.T)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0, 6.0])
+def test_the_low_rank_smoothing_has_the_covariance_of_the_full_one(sigma):
+    # Field = K Z K^T with Z uniform: its covariance is (1/3) K K^T (x) K K^T, the full one's with
+    # G G^T in place of K K^T. So K K^T must be G G^T up to the dropped singular values.
+    basis = augment._elastic_basis(sigma).astype(np.float64)  # K^T
+    smooth = augment._gaussian_matrix(sigma).astype(np.float64)
+    np.testing.assert_allclose(basis.T @ basis, smooth @ smooth.T, atol=1e-5 * (smooth @ smooth.T).max())
+    assert basis.shape[0] < 28 if sigma >= 2 else basis.shape[0] <= 28  # fewer random numbers
+
+
+def test_elastic_displacements_are_distributed_like_the_full_resolution_recipe():
+    batch, alpha, sigma = 4000, 34.0, 4.0
+    dx, dy = elastic_displacements(batch, alpha, sigma, np.random.default_rng(1))
+    new = np.stack([dx, dy])
+    old = full_resolution_field(batch, alpha, sigma, np.random.default_rng(2))
+    # the per-pixel spread (larger in the middle, where reflection adds less) ...
+    np.testing.assert_allclose(new.std(axis=(0, 1)), old.std(axis=(0, 1)), rtol=0.06)
+    # ... the distribution of displacement lengths ...
+    quantiles = [0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
+    new_length = np.hypot(new[0], new[1]).ravel()
+    old_length = np.hypot(old[0], old[1]).ravel()
+    np.testing.assert_allclose(np.quantile(new_length, quantiles), np.quantile(old_length, quantiles),
+                               rtol=0.04)
+    # ... and how smooth the field is: the correlation of displacements 1 to 8 pixels apart
+    def correlation(a, b):  # both fields have mean 0
+        return float(np.mean(a * b) / np.sqrt(np.mean(a * a) * np.mean(b * b)))
+
+    for lag in (1, 2, 4, 8):
+        assert correlation(new[..., :-lag], new[..., lag:]) == pytest.approx(
+            correlation(old[..., :-lag], old[..., lag:]), abs=0.02), lag
+    assert abs(correlation(new[0], new[1])) < 0.02  # dx and dy independent
+
+
+def test_elastic_distortions_move_ink_as_much_as_the_full_resolution_recipe():
+    images = np.repeat(blobs(1, seed=7), 1000, axis=0)
+    pictures = images.reshape(-1, 28, 28) / 255.0
+    new = warp(pictures, displacement=elastic_displacements(1000, 34, 4, np.random.default_rng(3)))
+    old_field = full_resolution_field(1000, 34, 4, np.random.default_rng(4)).astype(np.float32)
+    old = warp(pictures, displacement=(old_field[0], old_field[1]))
+    moved_new = np.abs(new - pictures).reshape(1000, -1).sum(axis=1)
+    moved_old = np.abs(old - pictures).reshape(1000, -1).sum(axis=1)
+    np.testing.assert_allclose(np.quantile(moved_new, [0.1, 0.5, 0.9]),
+                               np.quantile(moved_old, [0.1, 0.5, 0.9]), rtol=0.06)

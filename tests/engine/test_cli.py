@@ -37,9 +37,12 @@ def test_presets_lists_notebook_and_default(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["train", "--lr", "5000"], "learning_rate must be between"),
+    (["train", "--lr", "5000"], "--lr must be between"),
     (["train", "--preset", "nope"], "unknown preset 'nope'"),
-    (["train", "--dropout", "0.99"], "dropout must be between"),
+    (["train", "--dropout", "0.99"], "--dropout must be between"),
+    (["train", "--hidden", "128", "0"], "--hidden: each size must be between 1 and 65536, got 0"),
+    (["train", "--batch-size", "0"], "--batch-size must be between"),
+    (["train", "--rotation", "400"], "--rotation must be between"),
     (["train", "--activation", "gelu"], "invalid choice: 'gelu'"),
     (["train", "--epochs", "ten"], "invalid int value: 'ten'"),
     (["train", "--save", "/"], "is a directory"),
@@ -54,6 +57,37 @@ def test_bad_options_exit_2_with_a_clear_message(argv, message, capsys):
     assert captured.out == ""
 
 
+def test_config_flags_set_every_config_field():
+    """Each option config_flags() names (the dashboard's "Copy CLI command" uses them) sets its
+    field: a config unlike the preset in every field comes back whole from its command line."""
+    import dataclasses
+
+    from engine.cli import build_parser, config_flags, train_config_from_args
+    from engine.config import TrainConfig
+
+    flags = config_flags()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "augmentation"}
+    augment = {f"augmentation.{f.name}" for f in dataclasses.fields(TrainConfig().augmentation)}
+    assert set(flags) == fields | augment
+    wanted = {"hidden_layers": [48, 24], "activation": "tanh", "init": "glorot",
+              "batch_norm": True, "dropout": 0.15, "optimizer": "nesterov", "learning_rate": 0.03,
+              "momentum": 0.8, "weight_decay": 0.0002, "lr_schedule": "step", "lr_decay": 0.7,
+              "warmup_epochs": 0.5, "batch_size": 96, "epochs": 3, "seed": 11,
+              "validation_size": 2000, "stats_every": 25,
+              "augmentation": {"shift": 1.5, "rotation": 7.0, "scale": 0.05, "shear": 4.0,
+                               "elastic_alpha": 20.0, "elastic_sigma": 5.0, "thickness": 0.2}}
+    argv = ["train", "--preset", "notebook"]
+    for field, flag in flags.items():
+        group, _, name = field.partition(".")
+        value = wanted[group][name] if name else wanted[field]
+        if isinstance(value, bool):
+            argv.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            argv += [flag, *map(str, value if isinstance(value, list) else [value])]
+    config = train_config_from_args(build_parser().parse_args(argv)).to_dict()
+    assert {key: config[key] for key in wanted} == wanted
+
+
 @pytest.mark.mnist
 def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     model_path = tmp_path / "model.npz"
@@ -63,19 +97,28 @@ def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     events = [json.loads(line) for line in lines]  # stdout holds JSON lines and nothing else
-    assert events[0] == {"event": "start", "epochs": 2, "steps_per_epoch": 60,
-                         "train_samples": 60000, "test_samples": 10000}
-    assert all(e["event"] in ("iteration", "epoch", "end") for e in events[1:])
+    # 5,000 digits held out for validation: 55,000 trained on, the test set measured at the end.
+    assert events[0] == {"event": "start", "epochs": 2, "steps_per_epoch": 55,
+                         "train_samples": 55000, "validation_samples": 5000, "test_samples": 10000}
+    assert all(e["event"] in ("iteration", "epoch", "layers", "end") for e in events[1:])
     assert all(isinstance(e["epoch"], int) for e in events[1:])
-    assert [e["event"] for e in events].count("iteration") == 2 * 60
-    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    assert [e["event"] for e in events].count("iteration") == 2 * 55
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    # Layer statistics at steps 0 and 100 (the cadence) and after each epoch.
+    assert [(e["step"], e["epoch_end"]) for e in events if e["event"] == "layers"] == [
+        (0, False), (54, True), (100, False), (109, True)]
     end = events[-1]
     assert end["event"] == "end" and end["status"] == "completed"
     assert end["test_accuracy"] > 0.85
+    kept = max(epochs, key=lambda e: (e["val_accuracy"], -e["val_loss"]))
+    assert end["model_epoch"] == kept["epoch"]  # selected on validation, tested once
+    assert end["test_loss"] not in [e["val_loss"] for e in epochs]
 
     model, metadata = load_model(model_path)
     assert model.config.hidden_layers == (16,) and model.config.seed == 4
     assert metadata["test_accuracy"] == end["test_accuracy"]
+    assert metadata["model_epoch"] == end["model_epoch"]
 
     assert main(["evaluate", str(model_path), "--data-dir", str(data_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -108,7 +151,23 @@ def test_evaluate_rejects_a_file_that_is_not_a_model(tmp_path, capsys):
     bogus = tmp_path / "bogus.npz"
     bogus.write_text("hello")
     assert main(["evaluate", str(bogus)]) == 1
-    assert "cannot load" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot load" in err and "a model is a .npz archive" in err
+    assert "pickle" not in err  # not NumPy's advice about allow_pickle
+
+
+@pytest.mark.mnist
+def test_train_json_into_a_reader_that_stops_early_ends_quietly(data_dir):
+    """`mnist-lab train --json | head -3`: no BrokenPipeError traceback, training stops."""
+    train = subprocess.Popen([sys.executable, "-m", "app.cli", "train", "--hidden", "8", "--json",
+                              "--data-dir", str(data_dir)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    head = subprocess.run(["head", "-3"], stdin=train.stdout, capture_output=True, timeout=300)
+    train.stdout.close()  # only head reads it now: when head exits, the pipe is gone
+    _, err = train.communicate(timeout=300)
+    assert len(head.stdout.splitlines()) == 3
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert train.returncode == 128 + signal.SIGPIPE
 
 
 @pytest.mark.mnist
@@ -121,8 +180,10 @@ def test_ctrl_c_stops_between_iterations_and_still_saves(data_dir, tmp_path):
                                env=env, cwd=ROOT)
     try:
         assert json.loads(process.stdout.readline())["event"] == "start"
-        for _ in range(5):  # wait until training is under way
-            assert json.loads(process.stdout.readline())["event"] == "iteration"
+        seen = []
+        while seen.count("iteration") < 5:  # wait until training is under way
+            seen.append(json.loads(process.stdout.readline())["event"])
+        assert set(seen) <= {"iteration", "layers"}  # step 0's layer statistics among them
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:

@@ -13,6 +13,7 @@ from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import (
     EPOCH_FIELDS,
+    Divergence,
     EndEvent,
     EpochEvent,
     IterationEvent,
@@ -21,7 +22,7 @@ from engine.events import (
     event_to_dict,
 )
 from engine.metrics import evaluate, normalise
-from engine.trainer import Trainer, train
+from engine.trainer import DIVERGED_LOSS, Trainer, train
 from tests.engine.synthetic import synthetic_digits
 from tests.waiting import wait_for
 
@@ -270,6 +271,45 @@ def test_divergence_fails_the_run_with_a_hint_and_no_nan(data, optimizer, learni
     assert "lower the learning rate" in end.reason
     assert end.test_accuracy is None
     assert all_floats_finite(events)
+    # The diverging step is recorded: the one after the last step taken, with its loss (None
+    # when it was not a finite number).
+    steps = [e.step for e in events if isinstance(e, IterationEvent)]
+    assert end.diverged is not None and end.diverged.step == end.steps_completed == len(steps)
+    assert steps == list(range(len(steps)))
+    assert end.diverged.loss is None or DIVERGED_LOSS < end.diverged.loss < math.inf
+    assert f"at step {end.diverged.step} " in end.reason
+    assert event_to_dict(end)["diverged"] == dataclasses.asdict(end.diverged)
+
+
+def test_a_run_that_did_not_diverge_says_so(data):
+    _, _, end = run(config(epochs=1), data)
+    assert end.status == "completed" and end.diverged is None
+    control = TrainingControl()
+    control.stop()
+    _, _, end = run(config(), data, control)
+    assert end.status == "stopped" and end.diverged is None
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_weights_that_blow_up_in_the_last_update_of_an_epoch_diverge_at_the_next_step(data):
+    """The losses of every step taken were finite, but the weights after the epoch's last update
+    are not: validation catches it, and the step those weights would have trained is recorded."""
+
+    class BreakTheWeights:
+        def bind(self, trainer):
+            self.trainer = trainer
+
+        def __call__(self, event):
+            if isinstance(event, IterationEvent) and event.step == self.trainer.steps_per_epoch - 1:
+                for parameter in self.trainer.model.parameters():
+                    parameter.value[...] = np.inf
+
+    events = []
+    trainer = Trainer(config(), data, [events.append, BreakTheWeights()])
+    end = trainer.run()
+    assert end.status == "failed" and "training-digit loss is not finite" in end.reason
+    assert end.diverged == Divergence(step=trainer.steps_per_epoch, loss=None)
+    assert not any(isinstance(e, EpochEvent) for e in events)
 
 
 def test_an_exception_ends_the_run_as_failed(data):
