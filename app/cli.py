@@ -54,6 +54,12 @@ def add_serve_command(commands) -> None:
                        help="port (default: $MNIST_LAB_PORT, else 8000; 0: any free port)")
     serve.add_argument("--max-concurrent-runs", type=int, default=None,
                        help="runs that train at the same time (default 1); others wait queued")
+    serve.add_argument("--executor", default=None, metavar="local|ray",
+                       help="where runs train: local processes (default) or actors on a Ray "
+                       "cluster (needs `pip install 'mnist-lab[ray]'`; docs/ray.md)")
+    serve.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                       help="the Ray cluster's head, as `ray start --head` printed it (default: "
+                       "$RAY_ADDRESS, else a cluster started on this machine, else Ray's own)")
     add_data_dir(serve)
     serve.set_defaults(func=cmd_serve)
 

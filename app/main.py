@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 import engine
 from app import apidocs, errors, limits, security
-from app.executor import Executor, LocalProcessExecutor
+from app.executor import Executor, ExecutorError, LocalProcessExecutor
 from app.inspection import Inspector
 from app.middleware import BodySizeLimit
 from app.predictor import ModelCache, PredictionService
@@ -32,7 +32,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
         store = Store(settings.database_path)
         models = ModelCache(settings.model_path)
         inspector = Inspector(models, lambda: _test_set(settings), settings.evaluation_misclassified)
-        runs = RunService(settings, store, executor or LocalProcessExecutor(settings.stop_timeout_s),
+        runs = RunService(settings, store, executor or make_executor(settings),
                           forget=[models.forget, inspector.forget])
         app.state.settings = settings
         app.state.store = store
@@ -73,6 +73,20 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     limits.install(app, settings)  # WebSocket client limits
     security.install(app, settings)  # outermost: Host, rate limit, Origin, token (refuses exposure)
     return app
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor `settings.executor` names. ExecutorError if it cannot start."""
+    if settings.executor == "ray":
+        try:  # Ray is an optional extra, imported only when runs go to a cluster
+            from app.executor_ray import RayExecutor
+        except ModuleNotFoundError as error:
+            if error.name != "ray" and not (error.name or "").startswith("ray."):
+                raise
+            raise ExecutorError("the Ray executor needs Ray, an optional extra of MNIST Lab: "
+                                "pip install 'mnist-lab[ray]'") from None
+        return RayExecutor(settings.ray_address, cpus_per_run=settings.ray_cpus_per_run)
+    return LocalProcessExecutor(settings.stop_timeout_s)
 
 
 def _test_set(settings: Settings):

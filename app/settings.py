@@ -16,6 +16,7 @@ from typing import Any
 from engine.data import resolve_data_dir
 
 ENV_PREFIX = "MNIST_LAB_"
+EXECUTORS = ("local", "ray")  # where runs train: app/executor.py, app/executor_ray.py
 
 
 class SettingsError(ValueError):
@@ -55,6 +56,12 @@ class Settings:
     worker_nice: int = 5  # training yields the CPU to the API and the page
     worker_threads: int = 1  # BLAS threads per training process (0: the library's default)
     stop_timeout_s: float = 10.0  # a worker that ignores a stop this long is terminated
+    # Where runs train: "local" (a process each, on this machine) or "ray" (an actor each, on the
+    # Ray cluster at ray_address; None: $RAY_ADDRESS, else the cluster `ray start` last started
+    # on this machine, else a Ray instance of the server's own). docs/ray.md.
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_cpus_per_run: float = 1.0  # CPUs Ray reserves for each run's actor
     evaluation_misclassified: int = 32
     # Who may change what (app/security.py). A token is required on any non-loopback host.
     token: str | None = dataclasses.field(default=None, repr=False)  # MNIST_LAB_TOKEN
@@ -84,6 +91,11 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"{name} must be a positive number of samples, got {value}")
+        if self.executor not in EXECUTORS:
+            raise SettingsError(f"executor must be one of {', '.join(EXECUTORS)}, got "
+                                f"{self.executor!r}")
+        if self.ray_cpus_per_run <= 0:
+            raise SettingsError(f"ray_cpus_per_run must be above 0, got {self.ray_cpus_per_run}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
         if self.max_header_bytes < 1024:

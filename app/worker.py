@@ -5,7 +5,9 @@
 a time (app/protocol.py): a `StartEvent`, `Iterations` batched about 20 times a second, the layer
 statistics (`LayersEvent`), an `EpochEvent` after every epoch and a `Checkpoint` for each epoch the
 run keeps, `PauseEvent`s, and exactly one `Ended`, last, whatever happens. `run_worker` is the
-local executor's process entry point around it.
+local executor's process entry point around it; a Ray actor (app/executor_ray.py) is another,
+which hands `run_job` MNIST from the cluster's object store and asks for checkpoints as bytes in
+messages, since it shares no disk with the server.
 
 The run's digits: the validation set is the last `validation_size` of MNIST's 60,000 training
 digits, always; a server with `train_subset` N trains on the first N of the others
@@ -21,8 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from app.protocol import Checkpoint, Ended, Iterations, Message, to_wire
+from app.protocol import Checkpoint, CheckpointBytes, Ended, Iterations, Message, to_wire
 from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import (
@@ -41,7 +44,11 @@ BATCH_POINTS = 256
 PENDING_SUFFIX = ".part.npz"
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
+if TYPE_CHECKING:  # NumPy must not load before run_worker has set the BLAS threads: see run_job
+    from engine.data import MnistData
+
 Send = Callable[[Message], None]
+CheckpointsAs = Literal["files", "bytes"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,15 @@ def run_worker(job: RunJob, queue, stop_event, running_event, step_budget) -> No
             TrainingControl(stop_event, running_event, step_budget))
 
 
-def run_job(job: RunJob, send: Send, control: TrainingControl) -> None:
-    """Train `job`, reporting through `send`. Never raises: a failure becomes the run's `Ended`."""
+def run_job(job: RunJob, send: Send, control: TrainingControl, *,
+            data: Callable[[], MnistData] | None = None, checkpoints: CheckpointsAs = "files") -> None:
+    """Train `job`, reporting through `send`. Never raises: a failure becomes the run's `Ended`.
+
+    `data`: where MNIST comes from (default: read, verified, from the job's data dir), its whole
+    training set: the validation digits are held out here, then the job's train_subset kept.
+    `checkpoints`: "files" saves each one next to the run's model (a worker on the server's disk);
+    "bytes" sends it inside the message instead (a worker that shares no disk with the server).
+    """
     try:
         # Imported here, not at the top: NumPy must not load before run_worker has set the
         # number of BLAS threads (this module is imported to unpickle the job).
@@ -85,10 +99,13 @@ def run_job(job: RunJob, send: Send, control: TrainingControl) -> None:
         from engine.inside import LayerWatch
         from engine.trainer import Trainer
 
-        data = load_mnist(job.data_dir, fetch=False, test=job.test_subset)
-        split = hold_out(data, job.config.validation_size, train=job.train_subset)
-        Trainer(job.config, split, [Reporter(job, send), LayerWatch(job.config.stats_every)],
-                control).run()
+        if data is None:
+            mnist = load_mnist(job.data_dir, fetch=False, test=job.test_subset)
+        else:
+            mnist = data()
+        split = hold_out(mnist, job.config.validation_size, train=job.train_subset)
+        Trainer(job.config, split, [Reporter(job, send, checkpoints=checkpoints),
+                                    LayerWatch(job.config.stats_every)], control).run()
     except BaseException as error:  # noqa: BLE001 - reported to the server, which marks the run failed
         send(Ended.failure(error))
 
@@ -97,9 +114,11 @@ class Reporter:
     """Trainer listener: the trainer's events as protocol messages (steps batched), and the model
     saved after every epoch the run keeps (selected on validation) and at the end."""
 
-    def __init__(self, job: RunJob, send: Send, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, job: RunJob, send: Send, clock: Callable[[], float] = time.monotonic,
+                 checkpoints: CheckpointsAs = "files"):
         self.job = job
         self.send = send
+        self.checkpoints = checkpoints
         self.clock = clock
         self.trainer = None
         self.throughput = Throughput()
@@ -144,18 +163,35 @@ class Reporter:
         self.flushed_at = self.clock()
 
     def save(self, epoch: int, **extra) -> None:
-        from engine.model import save_model  # not at the top, for NumPy's sake: see run_job
+        from engine.model import model_bytes, save_model  # not at the top, for NumPy: see run_job
 
+        metadata = {"run_id": self.job.run_id, "epoch": epoch, **extra}
+        if self.checkpoints == "bytes":
+            self.send(CheckpointBytes(epoch, model_bytes(self.trainer.model, metadata)))
+            return
         # Written next to the run's model under a name of its own; the server moves it into place
         # once it has stored the epoch, so the model on disk never runs ahead of the record.
         path = pending_model_path(self.job.model_path, epoch)
-        save_model(self.trainer.model, path, {"run_id": self.job.run_id, "epoch": epoch, **extra})
+        save_model(self.trainer.model, path, metadata)
         self.send(Checkpoint(epoch, str(path)))
 
 
 def pending_model_path(model_path: Path, epoch: int) -> Path:
     """Where a worker saves the checkpoint of `epoch` before the server takes it over."""
     return model_path.with_name(f"{model_path.stem}.epoch-{epoch}{PENDING_SUFFIX}")
+
+
+def checkpoint_from_bytes(model_path: Path, message: CheckpointBytes) -> Checkpoint:
+    """On the server, for a worker that sent its checkpoint as bytes: the file written where that
+    worker would have saved it (atomically), and the `Checkpoint` it would have sent. The run
+    service then takes it over as any other, once the epoch is stored."""
+    from engine.data import atomic_writer  # not at the top, for NumPy's sake: see run_job
+
+    path = pending_model_path(model_path, message.epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)  # (a local worker's save_model makes it too)
+    with atomic_writer(path) as file:
+        file.write(message.content)
+    return Checkpoint(message.epoch, str(path))
 
 
 def _exit_with_parent() -> None:
