@@ -210,6 +210,7 @@ async function predict() {
     if (mine === sequence && hasInk()) {
       setNoModel(false);
       renderPrediction(answer);
+      emit('prediction', answer); // what the model saw: inside.js shows which units fire
     }
   } catch (error) {
     if (mine !== sequence) return;

@@ -1,4 +1,4 @@
-// The run configuration form and the Start / Pause / Resume / Stop buttons. The form checks every
+// The run configuration form and the Start / Pause / Resume / Step / Stop buttons. The form checks every
 // field before anything is sent; what the server still rejects (422) is shown beside the form.
 // The run buttons follow the watched run's real status only: a click disables them until the
 // server answers with the run's new state, they are never switched ahead of the server.
@@ -316,6 +316,7 @@ function renderButtons() {
   const status = run?.status;
   $('pause-run').disabled = pendingControl || status !== 'running';
   $('resume-run').disabled = pendingControl || status !== 'paused';
+  $('step-run').disabled = pendingControl || status !== 'paused';
   $('stop-run').disabled = pendingControl || !isActive(run);
   $('start-run').disabled = pendingStart || !state.options;
   const queued = state.runs.some(isActive) || isActive(run);
@@ -329,7 +330,10 @@ async function control(action, applyRun) {
   pendingControl = true;
   renderButtons();
   try {
-    const updated = await api.control(run.id, action);
+    // Step: the answer comes once the worker has taken the steps and paused again.
+    const updated = action === 'step'
+      ? await api.step(run.id, Math.min(1000, Math.max(1, Math.round(Number($('step-count').value) || 1))))
+      : await api.control(run.id, action);
     applyRun(updated);
   } catch (error) {
     notifyError(error, `Could not ${action} run #${run.id}`);
@@ -415,6 +419,7 @@ export function initControls({ watchRun, applyRun }) {
   }
   $('pause-run').addEventListener('click', () => control('pause', applyRun));
   $('resume-run').addEventListener('click', () => control('resume', applyRun));
+  $('step-run').addEventListener('click', () => control('step', applyRun));
   $('stop-run').addEventListener('click', () => control('stop', applyRun));
   $('no-model-start').addEventListener('click', () => {
     $('run-form').requestSubmit();

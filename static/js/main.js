@@ -9,6 +9,7 @@ import { initComparison } from './comparison.js';
 import { initControls } from './controls.js';
 import { initEvaluation } from './evaluation.js';
 import { initExport } from './export.js';
+import { initInside } from './inside.js';
 import { initRuns } from './runs.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
@@ -86,6 +87,10 @@ const streamHandlers = {
     for (const epoch of message.epochs ?? []) putEpoch(data, epoch);
     emit('metrics');
     if (message.run) applyRun(message.run);
+    emit('snapshot', message);
+  },
+  onLayers(message) {
+    emit('layers', message);
   },
   onPoints(points, message) {
     const data = state.watched;
@@ -108,7 +113,8 @@ const streamHandlers = {
     const data = state.watched;
     if (!data) return;
     putEpoch(data, epoch);
-    const best = Math.max(data.run.best_val_accuracy ?? 0, epoch.val_accuracy ?? 0);
+    const best = Number.isFinite(epoch.val_accuracy) // null: the run holds no digits out
+      ? Math.max(data.run.best_val_accuracy ?? 0, epoch.val_accuracy) : data.run.best_val_accuracy;
     data.run = { ...data.run, has_model: true, best_val_accuracy: best };
     emit('metrics');
     emit('watched');
@@ -296,6 +302,7 @@ function start() {
   initExport();
   initComparison();
   initSweeps({ refreshRuns, refreshActiveModel });
+  initInside();
   initAuth();
 
   on('active-model', renderModelPill);
