@@ -436,6 +436,15 @@ class SweepOptions(Answer):
     statuses: list[str]
 
 
+class Network(Answer):
+    inputs: int = Field(description="pixels of a digit, the input layer's size (28 x 28)")
+    image_side: int = Field(description="a digit's side in pixels")
+    classes: int = Field(description="digits 0-9, the output layer's size")
+    batch_norm_parameters_per_unit: int = Field(description=(
+        "parameters a batch norm adds per hidden unit (scale and shift); a network's count is "
+        "the weights and biases of each layer plus these"))
+
+
 class Options(Answer):
     presets: list[Preset]
     choices: dict[str, list[str]]
@@ -452,6 +461,7 @@ class Options(Answer):
     statuses: list[RunStatus] = Field(description="every status a run may have")
     active_statuses: list[RunStatus] = Field(description="the statuses of a run that may change")
     sweeps: SweepOptions
+    network: Network
 
 
 class Error(Answer):
