@@ -87,13 +87,18 @@ def add_bench_command(commands) -> None:
     bench.set_defaults(func=cmd_bench)
 
 
-def main(argv: list[str] | None = None) -> int:
+def full_parser() -> argparse.ArgumentParser:
+    """Every `mnist-lab` command: the engine's, then serve, sweep and bench."""
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     add_serve_command(commands)
     add_sweep_command(commands)
     add_bench_command(commands)
-    return run(parser, argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(full_parser(), argv)
 
 
 if __name__ == "__main__":

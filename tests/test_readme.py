@@ -5,11 +5,15 @@ HOST."""
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from app.cli import full_parser
+from engine.cli import train_config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,38 @@ def test_every_mnist_lab_command_in_the_readme_runs_from_the_virtualenv():
         assert re.search(r"(^|\s)\.venv/bin/mnist-lab\s", line), f"not runnable after make run: {line}"
 
 
+def readme_commands() -> list[list[str]]:
+    """The arguments of every `.venv/bin/mnist-lab` command in the README's code blocks: lines
+    continued with a backslash joined, up to a pipe or a comment."""
+    joined, lines = [], code_lines()
+    while lines:
+        line = lines.pop(0)
+        while line.endswith("\\") and lines:
+            line = line[:-1] + " " + lines.pop(0)
+        joined.append(line)
+    commands = []
+    for line in joined:
+        if ".venv/bin/mnist-lab " not in line:
+            continue
+        words = shlex.split(line, comments=True)
+        words = words[words.index(".venv/bin/mnist-lab") + 1:]
+        commands.append(words[:words.index("|")] if "|" in words else words)
+    return commands
+
+
+def test_every_mnist_lab_command_in_the_readme_is_one_the_cli_accepts():
+    """Each command's options exist and its values parse; a `train` line's config is valid."""
+    commands = readme_commands()
+    assert {words[0] for words in commands} >= {"train", "evaluate", "sweep", "presets"}
+    for words in commands:
+        try:
+            args = full_parser().parse_args(words)
+        except SystemExit:
+            pytest.fail(f"the CLI refuses the README's `mnist-lab {' '.join(words)}`")
+        if args.command == "train":
+            train_config_from_args(args)  # raises UsageError for a value out of bounds
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_passes_port_and_host_to_serve():
     dry = subprocess.run(["make", "-n", "run", "PORT=8123", "HOST=127.0.0.2"], cwd=ROOT,
@@ -40,3 +76,4 @@ def test_make_run_passes_port_and_host_to_serve():
     plain = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout
     assert re.search(r"mnist-lab serve\s*$", plain, re.MULTILINE)  # the environment decides
+
