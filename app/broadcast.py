@@ -1,13 +1,13 @@
 """Live fan-out of a run's events to any number of WebSocket watchers.
 
 A `RunFeed` is the ordered record of one run: every iteration point (kept once, as a JSON
-fragment) and, between them, `epoch` and `status` messages. Watchers do not get per-client
-queues of messages: each keeps a cursor into the shared record and, whenever it is free to send,
-takes everything after its cursor as one `iterations` message (at most one every
-`interval` seconds). So training only ever appends to a list, a slow client costs no memory and
-slows nobody, and every step reaches every client exactly once, in order. A client whose cursor
-falls too far behind (its socket accepted nothing for a long while) gets a fresh `snapshot` with
-the points after the last step it received, in place of the backlog.
+fragment) and, between them, `epoch`, `layers` (kept as their JSON text) and `status` messages.
+Watchers do not get per-client queues of messages: each keeps a cursor into the shared record
+and, whenever it is free to send, takes everything after its cursor as one `iterations` message
+(at most one every `interval` seconds). So training only ever appends to a list, a slow client
+costs no memory and slows nobody, and every step reaches every client exactly once, in order. A
+client whose cursor falls too far behind (its socket accepted nothing for a long while) gets a
+fresh `snapshot` with the points after the last step it received, in place of the backlog.
 
 `Revision` is the same idea for the run list as a whole: a counter the run service bumps whenever
 what `GET /api/runs` answers changes (a run created, started, paused, ended, deleted, an epoch, a
@@ -30,6 +30,9 @@ from app.runs.state import ACTIVE_STATUSES
 def dumps(value: Any) -> str:
     """Compact JSON that refuses NaN and infinities (they are not JSON)."""
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+RAW = "raw"  # a message kept as JSON text: the fields of its object, without type, run_id and seq
 
 
 def point_json(step: int, epoch: int, loss: float) -> str:
@@ -75,6 +78,11 @@ class RunFeed:
     def add_epoch(self, epoch: dict[str, Any]) -> None:
         self.epochs.append(epoch)
         self.messages.append((len(self.points), {"type": "epoch", **epoch}))
+        self._notify()
+
+    def add_layers(self, body: str) -> None:
+        """A watched step's layer statistics: `body` is the JSON object of its fields."""
+        self.messages.append((len(self.points), {"type": "layers", RAW: body}))
         self._notify()
 
     def add_status(self, run: dict[str, Any]) -> None:
@@ -230,6 +238,10 @@ class Watcher:
         )
 
     async def _send(self, message: dict[str, Any]) -> None:
+        if RAW in message:
+            await self._send_raw(f'{{"type":{dumps(message["type"])},"run_id":{self.feed.run_id},'
+                                 f'"seq":{self._next_seq()},{message[RAW][1:]}')
+            return
         await self._send_raw(dumps({"type": message["type"], "run_id": self.feed.run_id,
                                     "seq": self._next_seq(),
                                     **{k: v for k, v in message.items() if k != "type"}}))

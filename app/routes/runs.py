@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
@@ -13,7 +13,7 @@ import engine
 from app import options as server_options
 from app import schemas
 from app.deps import get_inspector, get_runs, get_settings
-from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, Inspector
+from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, PIXELS_PATTERN, Inspector
 from app.runs.service import RunService
 from app.settings import Settings
 
@@ -72,6 +72,15 @@ async def delete_run(run_id: int, runs: Runs):
     return Response(status_code=204)
 
 
+@router.post("/api/runs/{run_id}/step", response_model=schemas.Run, responses=ERRORS,
+             tags=["runs"])
+async def step_run(run_id: int, runs: Runs,
+                   body: Annotated[schemas.StepRequest | None, Body()] = None):
+    """Train a paused run exactly `steps` iterations (default 1), then pause it again; answers
+    once it has paused (every step stored and streamed). 409 unless the run is paused."""
+    return await runs.step(run_id, (body or schemas.StepRequest()).steps)
+
+
 @router.post("/api/runs/{run_id}/stop", response_model=schemas.Run, responses=ERRORS, tags=["runs"])
 async def stop_run(run_id: int, runs: Runs):
     """Stop a queued, running or paused run; 409 when it has already ended."""
@@ -103,6 +112,30 @@ async def metrics(run_id: int, runs: Runs,
         return Response(await runs.metrics_csv(run_id, after), media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'})
     return await runs.metrics(run_id, after)
+
+
+@router.get("/api/runs/{run_id}/layers", response_model=schemas.LayersHistory, responses=ERRORS,
+            tags=["runs"])
+async def layers(run_id: int, runs: Runs,
+                 after: Annotated[int, Query(ge=-1, le=schemas.MAX_ID,
+                                             description="only steps after this one")] = -1,
+                 limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100):
+    """The layer statistics of the watched steps, in step order, a page at a time (at most
+    `limit` snapshots and about 4 MB): ask again with `after` = the last step while `more`."""
+    return await runs.layers(run_id, after, limit)
+
+
+@router.get("/api/runs/{run_id}/hidden", response_model=schemas.HiddenUnits, responses=ERRORS,
+            tags=["runs"])
+async def hidden_units(run_id: int, runs: Runs, models: Models,
+                       pixels: Annotated[str, Query(min_length=1, max_length=2048, description=(
+                           "the 784 grey values (0..255, row-major, ink bright) of a digit as "
+                           "base64url: /predict's `input` times 255"),
+                           json_schema_extra={"pattern": PIXELS_PATTERN})],
+                       top: Annotated[int, Query(ge=1, le=64)] = 8):
+    """Which units of the first hidden layer fire for a digit, strongest first, with their
+    weights as images: the run's saved model (the epoch selected on validation)."""
+    return await run_in_threadpool(models.hidden_units, runs.with_model(run_id), pixels, top)
 
 
 @router.get("/api/runs/{run_id}/model", response_class=FileResponse, tags=["runs"], responses={

@@ -114,6 +114,9 @@ export const api = {
   startRun: (config) => request('POST', '/api/runs', config),
   deleteRun: (id) => request('DELETE', `/api/runs/${id}`),
   control: (id, action) => request('POST', `/api/runs/${id}/${action}`),
+  step: (id, steps) => request('POST', `/api/runs/${id}/step`, { steps }),
+  layers: (id, after = -1) => request('GET', `/api/runs/${id}/layers?after=${after}`),
+  hidden: (id, pixels) => request('GET', `/api/runs/${id}/hidden?pixels=${pixels}`),
   metrics: (id, after = null) =>
     request('GET', `/api/runs/${id}/metrics${after === null ? '' : `?after=${after}`}`),
   metricsUrl: (id, format) => `/api/runs/${id}/metrics?format=${format}`,

@@ -11,6 +11,7 @@ A bigger budget, by hand (docs/API.md):
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -21,7 +22,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.inspection import PIXELS_PATTERN, decode_pixels
 from app.main import create_app
+from app.predictor import InputError
 from app.settings import Settings
 from tests.app.liveserver import REPO, LiveServer
 
@@ -145,3 +148,17 @@ def test_a_method_a_path_does_not_take_is_405_with_every_method_it_does(client, 
 
 def test_an_unknown_control_is_404(client):
     assert client.post("/api/runs/1/explode").status_code == 404
+
+
+def test_hidden_units_take_exactly_the_pixels_their_pattern_describes():
+    digit = base64.urlsafe_b64encode(bytes(range(256)) * 3 + bytes(16)).decode()  # 784 bytes
+    bare = digit.rstrip("=")
+    for text, taken in ((digit, True), (bare, True), (bare + "=", True), (bare[:-1], False),
+                        (bare + "AAAA", False), (bare[:9] + "!" + bare[9:], False),  # was skipped
+                        (bare[:9] + "+" + bare[10:], False)):  # base64, not base64url
+        assert bool(re.fullmatch(PIXELS_PATTERN, text)) == taken, text[-8:]
+        if taken:
+            assert decode_pixels(text).shape == (1, 784)
+        else:
+            with pytest.raises(InputError):
+                decode_pixels(text)
