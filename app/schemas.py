@@ -310,7 +310,8 @@ TAG_MAX_LENGTH = 40
 TAGS_MAX_ITEMS = 20
 # Letters (with their accents), digits and _ . : / + = @ # -, single spaces inside: no commas
 # (the page lists tags separated by them), no quotes, no control characters.
-TAG_PATTERN = r"^[\p{L}\p{M}\p{N}_.:/+=@#-]+(?: [\p{L}\p{M}\p{N}_.:/+=@#-]+)*$"
+TAG_CHARACTER = r"[\p{L}\p{M}\p{N}_.:/+=@#-]"
+TAG_PATTERN = rf"^{TAG_CHARACTER}+(?: {TAG_CHARACTER}+)*$"
 TAG_RULE = (f"1 to {TAG_MAX_LENGTH} letters, digits, single spaces (not at either end) and "
             "_ . : / + = @ # -")
 
