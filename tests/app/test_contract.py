@@ -151,10 +151,6 @@ def test_a_method_a_path_does_not_take_is_405_with_every_method_it_does(client, 
     assert allowed in answer.json()["detail"]
 
 
-def test_an_unknown_control_is_404(client):
-    assert client.post("/api/runs/1/explode").status_code == 404
-
-
 def test_hidden_units_take_exactly_the_pixels_their_pattern_describes():
     digit = base64.urlsafe_b64encode(bytes(range(256)) * 3 + bytes(16)).decode()  # 784 bytes
     bare = digit.rstrip("=")
