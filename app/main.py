@@ -17,10 +17,11 @@ from app.inspection import Inspector
 from app.middleware import BodySizeLimit
 from app.predictor import ModelCache, PredictionService
 from app.responses import CleanJSONResponse
-from app.routes import pages, predict, runs, stream
+from app.routes import pages, predict, runs, stream, sweeps
 from app.runs.service import RunService
 from app.settings import Settings
 from app.store import Store
+from app.sweeps.service import SweepService
 from engine.data import load_mnist
 
 logger = logging.getLogger("app")
@@ -37,14 +38,17 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.store = store
         app.state.runs = runs
+        app.state.sweeps = sweeps = SweepService(settings, store, runs)
         app.state.predictions = PredictionService(models, settings.max_predict_batch,
                                                   settings.max_image_side, settings.max_image_pixels,
                                                   settings.max_concurrent_decodes)
         app.state.inspector = inspector
         await runs.start()
+        await sweeps.start()  # after the runs: a sweep that goes on finds its trials interrupted
         try:
             yield
         finally:
+            await sweeps.shutdown()  # first: the trials the runs' shutdown ends are redone later
             await runs.shutdown()
             store.close()
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     apidocs.install(app)
     app.include_router(predict.router)  # first: the hot path is matched before anything else
     app.include_router(runs.router)
+    app.include_router(sweeps.router)
     app.include_router(stream.router)
     app.include_router(pages.router)
     static = pages.asset_dir("static")

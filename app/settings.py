@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.pool import default_concurrent_runs
 from engine.data import resolve_data_dir
 
 ENV_PREFIX = "MNIST_LAB_"
@@ -28,7 +29,8 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    max_concurrent_runs: int = 1
+    # Runs that train at once (the local process pool); None: as many as the cores fit (app/pool.py).
+    max_concurrent_runs: int | None = None
     # Train/test on the first N samples of real MNIST (quick demos and tests); None = all of it.
     train_subset: int | None = None
     test_subset: int | None = None
@@ -78,11 +80,16 @@ class Settings:
     max_run_memory_mb: int = 2048  # estimated peak of one training process plus the server's share
     max_queued_runs: int = 16
     max_runs_kept: int = 500
+    max_sweep_trials: int = 200  # trials of one sweep
+    max_sweep_concurrent: int = 8  # trials of one sweep queued or training at once
+    max_active_sweeps: int = 4  # sweeps running at once
     max_stream_clients_per_run: int = 100
     max_stream_clients: int = 500
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        if self.max_concurrent_runs is None:
+            object.__setattr__(self, "max_concurrent_runs", default_concurrent_runs(self.worker_threads))
         if self.max_concurrent_runs < 1:
             raise SettingsError(
                 f"max_concurrent_runs must be at least 1, got {self.max_concurrent_runs}"

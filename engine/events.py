@@ -11,6 +11,7 @@ float in an event is finite: NaN never leaks out.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -187,6 +188,24 @@ Event = StartEvent | IterationEvent | EpochEvent | LayersEvent | PauseEvent | En
 EPOCH_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(EpochEvent))
 """An epoch's metrics, in order: the one list the store's columns, the API's Epoch schema and the
 CSV export are made from."""
+
+
+def validation_score(accuracy: float, loss: float) -> tuple[float, float]:
+    """How a run ranks its epochs to keep one's weights: higher validation accuracy, then lower
+    validation loss (the trainer keeps the earliest of equal epochs)."""
+    return (accuracy, -loss)
+
+
+def kept_epoch(epochs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """Of a run's epochs (EpochEvent fields, in order), the one whose weights it keeps: the best
+    on validation, or the latest when nothing is held out; None before the first."""
+    kept = None
+    for epoch in epochs:
+        if kept is None or epoch["val_accuracy"] is None or (
+                validation_score(epoch["val_accuracy"], epoch["val_loss"])
+                > validation_score(kept["val_accuracy"], kept["val_loss"])):
+            kept = epoch
+    return kept
 
 
 class Listener(Protocol):

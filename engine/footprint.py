@@ -23,11 +23,14 @@ def layer_sizes(config: TrainConfig) -> list[int]:
     return [N_INPUTS, *config.hidden_layers, N_CLASSES]
 
 
+BATCH_NORM_PARAMETERS_PER_UNIT = 2  # its scale and shift
+
+
 def parameter_count(config: TrainConfig) -> int:
     """Weights and biases of every Dense layer, plus scale and shift of each batch norm."""
     sizes = layer_sizes(config)
     dense = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:], strict=False))
-    norm = 2 * sum(config.hidden_layers) if config.batch_norm else 0
+    norm = BATCH_NORM_PARAMETERS_PER_UNIT * sum(config.hidden_layers) if config.batch_norm else 0
     return dense + norm
 
 

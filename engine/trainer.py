@@ -51,6 +51,7 @@ from engine.events import (
     Listener,
     PauseEvent,
     StartEvent,
+    validation_score,
 )
 from engine.losses import SoftmaxCrossEntropy
 from engine.metrics import EVALUATION_BATCH, evaluate
@@ -243,7 +244,8 @@ class Trainer:
     def _keep(self, epoch: int, validation) -> None:
         """Keep this epoch's weights if they are the best on validation so far (higher accuracy,
         then lower loss), or if nothing is held out (the latest epoch)."""
-        score = (0.0, 0.0) if validation is None else (validation.accuracy, -validation.loss)
+        score = (0.0, 0.0) if validation is None else validation_score(validation.accuracy,
+                                                                        validation.loss)
         if self.kept is not None and validation is not None and score <= self.kept[1]:
             return
         arrays = self.kept[2] if self.kept is not None else {

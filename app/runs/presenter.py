@@ -69,6 +69,7 @@ class RunPresenter:
             test_loss=run.test_loss, model_epoch=run.model_epoch, stepping=run.stepping,
             has_model=run.has_model, is_active_model=active_run_id == run.id,
             name=run.name, tags=list(run.tags), notes=run.notes, diverged=divergence(run),
+            sweep_id=run.sweep_id, trial=run.trial,
         )
 
     def run(self, run: RunState, epochs: Sequence[Mapping[str, Any]], active_run_id: int | None,

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +35,7 @@ from app.runs.state import (
     Moment,
     PauseRequested,
     PauseTimedOut,
+    PruneRequested,
     Resumed,
     RunMessage,
     RunState,
@@ -46,13 +47,17 @@ from app.runs.state import (
 from app.runs.table import LiveRun, RunTable
 from app.settings import Settings
 from app.store import RUN_COLUMNS, Store
-from engine.events import EpochEvent, LayersEvent
+from engine.config import TrainConfig
+from engine.events import EpochEvent, LayersEvent, kept_epoch
 
 logger = logging.getLogger("app.runs")
 
 Action = Literal["stop", "pause", "resume"]
 # Changes to these alone are written with the next other change, not on their own (~20 a second).
 PROGRESS_COLUMNS = ("step", "epoch", "samples_per_second")
+# Told of every message applied to a run: (message, the run before, the run after). Called on the
+# event loop, after the side effects; it must not block (a sweep hands it to its own task).
+Observer = Callable[[RunMessage, RunState, RunState], None]
 
 
 class _Starting:
@@ -81,6 +86,7 @@ class RunService:
         self.scheduler = Scheduler(settings, self.models.path)
         self.presenter = RunPresenter(settings.train_subset, settings.test_subset)
         self.revision = Revision()  # bumped whenever the run list would answer differently
+        self.observers: list[Observer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task | None = None
         self._closing = False
@@ -121,6 +127,31 @@ class RunService:
     def list_runs(self) -> schemas.RunList:
         return self.presenter.run_list(self.table.newest_first(), self.active_model_id(),
                                        self.revision.value, time.monotonic())
+
+    def state(self, run_id: int) -> RunState:
+        """The run as the service knows it (RunNotFound: 404)."""
+        return self.table.get(run_id)
+
+    def trials(self, sweep_id: int) -> list[RunState]:
+        """The runs that are trials of this sweep, by trial number."""
+        return sorted((run for run in self.table.rows.values() if run.sweep_id == sweep_id),
+                      key=lambda run: (run.trial, run.id))
+
+    def kept_epochs(self, run_ids: Sequence[int]) -> dict[int, tuple[dict, int]]:
+        """For each of these runs that finished an epoch: the epoch whose weights it keeps (the
+        best on validation so far) and how many epochs it finished (live runs from their feed).
+        Blocking: call it in a thread."""
+        kept = {}
+        for run_id in run_ids:
+            live = self.table.live.get(run_id)
+            epochs = live.feed.epochs if live is not None else self.store.epochs(run_id)
+            if epochs:
+                kept[run_id] = (dict(kept_epoch(epochs)), len(epochs))
+        return kept
+
+    def check_room(self, runs: int) -> None:
+        """Refuse (409) when `runs` more runs would not fit the runs kept."""
+        limits.check_room(self.settings, len(self.table.rows), runs)
 
     def describe(self, run_id: int) -> dict:
         """The Run as JSON-ready data (for the live feed)."""
@@ -204,14 +235,21 @@ class RunService:
     async def create(self, body: schemas.RunConfig) -> schemas.Run:
         """Validate (ConfigError: 422), admit (limits: 422, 429, 409), queue and schedule."""
         config = limits.run_config(body.model_dump(exclude_unset=True), self.settings)
+        return self.get((await self.submit(config)).id)
+
+    async def submit(self, config: TrainConfig, sweep_id: int | None = None,
+                     trial: int | None = None) -> RunState:
+        """Admit (limits: 422, 429, 409), queue and schedule a run of `config`; a sweep's trial
+        names its sweep and trial number."""
         limits.admit_run(config, self.settings, [run.status for run in self.table.rows.values()])
-        run = RunState.from_record(self.store.create_run(config.to_dict(), Moment.now().iso))
+        run = RunState.from_record(self.store.create_run(config.to_dict(), Moment.now().iso,
+                                                         sweep_id, trial))
         self.table.put(run)
         self.table.live[run.id] = LiveRun(run.id, config,
                                           RunFeed(run.id, lambda: self.describe(run.id)))
         self.revision.bump()
         await self._schedule()
-        return self.get(run.id)
+        return self.table.get(run.id)
 
     async def step(self, run_id: int, steps: int) -> schemas.Run:
         """Train a paused run `steps` more iterations; answers once it has paused again (or
@@ -231,15 +269,26 @@ class RunService:
         return await command(run_id)
 
     async def stop(self, run_id: int) -> schemas.Run:
+        await self._stop(run_id, StopRequested())
+        return self.get(run_id)
+
+    async def prune(self, run_id: int, reason: str) -> None:
+        """End a sweep's trial early: it stops as on request and ends `pruned`, its epochs and
+        model kept. Returns once it ended."""
+        await self._stop(run_id, PruneRequested(reason))
+
+    async def _stop(self, run_id: int, request: StopRequested | PruneRequested) -> None:
         run = self.table.get(run_id)
         live = self.table.live.get(run_id)
         if live is None:
             raise Conflict(f"run {run_id} is {run.status}, it cannot be stopped; only a queued, "
                            "running or paused run can")
         if live.handle is None:  # (ending it lets the next queued run start)
+            if isinstance(request, PruneRequested):
+                self._receive(run_id, request)
             self._receive(run_id, Ended("stopped", "stopped before it started"))
-            return self.get(run_id)
-        self._receive(run_id, StopRequested())
+            return
+        self._receive(run_id, request)
         live.handle.stop()
         ended = lambda: run_id not in self.table.live  # noqa: E731
         if not await live.until(ended, self.settings.stop_timeout_s):
@@ -247,7 +296,6 @@ class RunService:
                            self.settings.stop_timeout_s)
             live.handle.terminate()
             await live.until(ended, None)
-        return self.get(run_id)
 
     async def pause(self, run_id: int) -> schemas.Run:
         live = self._require_status(run_id, "running", "paused", "only a running run can be paused")
@@ -340,6 +388,11 @@ class RunService:
         if before.active and not after.active:
             self._end(live)
         live.changed()
+        for observer in self.observers:
+            try:
+                observer(message, before, after)
+            except Exception:  # noqa: BLE001 - an observer's failure must not stop the run's record
+                logger.exception("an observer of run %s failed", run_id)
 
     def _before(self, live: LiveRun, message: RunMessage) -> bool:
         """What must be done before the run's state may say so; False drops the message."""

@@ -5,7 +5,7 @@
 
 import { api, ApiError } from './api.js';
 import { architecture, formatInteger } from './format.js';
-import { emit, isActive, on, state } from './state.js';
+import { emit, isActive, network, on, state } from './state.js';
 import { notify, notifyError } from './toast.js';
 
 // Labels and steps are the page's own; min, max and integer come from GET /api/options `fields`
@@ -63,11 +63,13 @@ function applyBounds(fields, limits) {
   renumberLayers();
 }
 
-/** Weights and biases of the network 784 -> hidden... -> 10. */
+/** Weights and biases of the network inputs -> hidden... -> classes, and its batch norms' parameters. */
 function parameterCount(hidden) {
-  const sizes = [784, ...hidden, 10];
+  const { inputs, classes, batch_norm_parameters_per_unit: perUnit } = network();
+  const sizes = [inputs, ...hidden, classes];
   let count = 0;
   for (let i = 1; i < sizes.length; i += 1) count += sizes[i - 1] * sizes[i] + sizes[i];
+  if ($('batch_norm').checked) count += perUnit * hidden.reduce((sum, units) => sum + units, 0);
   return count;
 }
 
@@ -176,7 +178,7 @@ function validateLayers() {
   if (!message && inputs.length > maxLayers) {
     message = `At most ${maxLayers} hidden layers are allowed on this server; remove ${inputs.length - maxLayers}.`;
   }
-  if (!message && parameterCount(sizes) > maxParameters) {
+  if (!message && network() && parameterCount(sizes) > maxParameters) {
     message = `This network has ${formatInteger(parameterCount(sizes))} parameters; the server allows at most ` +
       `${formatInteger(maxParameters)}. Use fewer or smaller layers.`;
   }

@@ -13,6 +13,7 @@ import { initInside } from './inside.js';
 import { initRuns } from './runs.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
+import { initSweeps } from './sweeps.js';
 import { notify, notifyError } from './toast.js';
 import { initTraining } from './training.js';
 import { initUrl } from './url.js';
@@ -190,6 +191,7 @@ function followLatest() {
 const shownFields = (run) => JSON.stringify([run.status, run.name ?? null, run.tags ?? [], run.notes ?? null]);
 
 async function refreshRuns() {
+  if (!state.options) return undefined; // which runs are active is the server's word: wait for it
   if (refreshing) return refreshing;
   refreshing = (async () => {
     try {
@@ -246,13 +248,18 @@ async function refreshActiveModel() {
   }
 }
 
+/** GET /api/options, retried every 5 s until it answers: the page reads the server's facts
+ * (statuses, sizes, bounds) from it, so the runs are loaded after it. */
 async function loadOptions() {
-  try {
-    state.options = await api.options();
-    emit('options', state.options);
-  } catch (error) {
-    notifyError(error, 'Could not load the run options');
-    setTimeout(loadOptions, 5000);
+  for (;;) {
+    try {
+      state.options = await api.options();
+      emit('options', state.options);
+      return;
+    } catch (error) {
+      notifyError(error, 'Could not load the run options');
+      await new Promise((resolve) => { setTimeout(resolve, 5000); });
+    }
   }
 }
 
@@ -300,6 +307,7 @@ function start() {
   initEvaluation();
   initExport();
   initComparison();
+  initSweeps({ refreshRuns, refreshActiveModel });
   initInside();
   initAuth();
 
@@ -314,18 +322,19 @@ function start() {
     }
   });
 
-  loadOptions();
   refreshActiveModel();
-  if (view.run !== null) {
-    // A shared view: that run, whatever trains now (a run that no longer exists: the newest).
-    state.followLatest = false;
-    openingShared = true;
-    watchRun(view.run, { follow: false }).finally(() => {
-      openingShared = false;
-      if (!state.watched) state.followLatest = true;
-      refreshRuns();
-    });
-  } else refreshRuns();
+  loadOptions().then(() => {
+    if (view.run !== null) {
+      // A shared view: that run, whatever trains now (a run that no longer exists: the newest).
+      state.followLatest = false;
+      openingShared = true;
+      watchRun(view.run, { follow: false }).finally(() => {
+        openingShared = false;
+        if (!state.watched) state.followLatest = true;
+        refreshRuns();
+      });
+    } else refreshRuns();
+  });
   new ChangeStream({ onChange: onListChanged, onLive: onChangesLive }).start();
   setInterval(() => {
     const due = !changesLive || Date.now() - refreshedAt >= REFRESH_LIVE_MS;

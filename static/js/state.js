@@ -9,6 +9,8 @@ export const state = {
   watched: null, // RunData of the run whose live stream the page follows
   compared: new Map(), // run id -> RunData overlaid on the charts
   pendingCompare: [], // run ids the URL asks to compare, added once the run list is known
+  sweeps: [], // GET /api/sweeps, newest first, without their trials
+  sweep: null, // GET /api/sweeps/{id} of the sweep the page shows
   followLatest: true, // switch to a newly started run (also one started in another tab)
   connection: { state: 'idle', retryAt: null }, // idle | connecting | live | reconnecting
   // The charts' view, also in the URL (url.js): smoothing null = chosen from the point count;
@@ -16,8 +18,11 @@ export const state = {
   chart: { smoothing: null, logScale: false, xAxis: 'step', zoom: null },
 };
 
-export const ACTIVE_STATUSES = new Set(['queued', 'running', 'paused']);
-export const isActive = (run) => Boolean(run) && ACTIVE_STATUSES.has(run.status);
+/** Whether a worker may still change the run: the server's list (GET /api/options `active_statuses`). */
+export const isActive = (run) => Boolean(run) && Boolean(state.options?.active_statuses.includes(run.status));
+
+/** The network's fixed sizes from the server (GET /api/options `network`): inputs, classes, ... */
+export const network = () => state.options?.network;
 
 /**
  * Everything the charts need about one run. `steps` and `losses` are parallel arrays in step

@@ -12,10 +12,18 @@ import pytest
 from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.data import Split, SplitError, hold_out, training_samples
-from engine.events import EndEvent, EpochEvent, IterationEvent, PauseEvent, StartEvent
+from engine.events import (
+    EndEvent,
+    EpochEvent,
+    IterationEvent,
+    PauseEvent,
+    StartEvent,
+    event_to_dict,
+    kept_epoch,
+)
 from engine.metrics import evaluate
 from engine.trainer import Trainer
-from tests.engine.synthetic import synthetic_digits
+from tests.engine.synthetic import ScrambleAfterEpoch, synthetic_digits
 from tests.waiting import wait_for
 
 
@@ -114,23 +122,16 @@ def test_the_run_keeps_the_epoch_best_on_validation_not_the_last(data):
     earlier epoch's weights, and tests those."""
     watcher = ModelAtEachEpoch(data)
 
-    class Scramble:
-        def bind(self, trainer):
-            self.trainer = trainer
-
-        def __call__(self, event):
-            if isinstance(event, EpochEvent) and event.epoch == 2:
-                rng = np.random.default_rng(0)
-                for parameter in self.trainer.model.parameters():
-                    parameter.value += rng.normal(0, 1, parameter.value.shape).astype(np.float32)
-
     events = []
     trainer = Trainer(config(epochs=4, lr_schedule="step", lr_decay=0.01), data,
-                      [events.append, watcher, Scramble()])
+                      [events.append, watcher, ScrambleAfterEpoch(2)])
     end = trainer.run()
     accuracies = [e.val_accuracy for e in events if isinstance(e, EpochEvent)]
     assert max(accuracies[2:]) < accuracies[1], accuracies
     assert end.model_epoch == int(np.argmax(accuracies)) + 1 in (1, 2)
+    # The rule the server and sweeps apply to stored epochs names the same epoch.
+    assert kept_epoch([event_to_dict(e) for e in events if isinstance(e, EpochEvent)])["epoch"] \
+        == end.model_epoch
     for name, array in trainer.model.state().items():
         np.testing.assert_array_equal(array, watcher.states[end.model_epoch][name])
     assert end.test_accuracy == evaluate(trainer.model, data.test_images, data.test_labels).accuracy
@@ -231,3 +232,13 @@ def test_start_event_reports_the_split(data):
     Trainer(config(epochs=1, validation_size=100), data, [events.append]).run()
     assert events[0] == StartEvent(epochs=1, steps_per_epoch=8, train_samples=900,
                                    test_samples=301, validation_samples=100)
+
+
+def test_of_equal_epochs_the_earliest_is_kept_and_without_validation_the_latest():
+    def epoch(number, accuracy, loss):
+        return {"epoch": number, "val_accuracy": accuracy, "val_loss": loss}
+
+    assert kept_epoch([]) is None
+    assert kept_epoch([epoch(1, 0.9, 0.3), epoch(2, 0.9, 0.3), epoch(3, 0.9, 0.4)])["epoch"] == 1
+    assert kept_epoch([epoch(1, 0.9, 0.3), epoch(2, 0.9, 0.2), epoch(3, 0.8, 0.1)])["epoch"] == 2
+    assert kept_epoch([epoch(1, None, None), epoch(2, None, None)])["epoch"] == 2
