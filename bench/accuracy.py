@@ -158,11 +158,17 @@ def measure(config: TrainConfig, seeds: list[int], data_dir: Path | None, drawn:
             augmentation_seconds_per_epoch(config, data.train_images[:train_size]), 2),
         "runs": runs,
     }
-    completed = [run for run in runs if run["status"] == "completed"]
+    return summarise(result)
+
+
+def summarise(result: dict) -> dict:
+    """Add the spread over `result["runs"]` (the completed ones): "summary", "summary_drawn".
+    Also for runs of one config measured by separate invocations, their "runs" put together."""
+    completed = [run for run in result["runs"] if run["status"] == "completed"]
     if completed:
         keys = ["test_accuracy", "chosen_epoch", "training_seconds", "training_cpu_seconds",
                 "median_epoch_seconds", "fastest_epoch_seconds", "peak_memory_mb"]
-        if config.validation_size:
+        if result["validation_size"]:
             keys.insert(0, "validation_accuracy")
         result["summary"] = {key: spread([run[key] for run in completed]) for key in keys}
         if "drawn" in completed[0]:
