@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.predictor import CorruptModel, InputError, NoModel
 from app.responses import CleanJSONResponse
@@ -70,6 +71,18 @@ def storage_problem(error: Exception) -> str | None:
     return None
 
 
+ALL_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this request's path (Starlette's own 405 names only those
+    of the first route that matched the path, and one path may have several routes)."""
+    routes = request.app.router.routes
+    return [method for method in ALL_METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in routes)]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, error: RequestValidationError):
@@ -81,10 +94,17 @@ def install(app: FastAPI) -> None:
         detail = error.detail if isinstance(error.detail, str) else str(error.detail)
         if error.status_code == 404 and detail == "Not Found":
             detail = f"there is no {request.url.path}; the API is described at /docs"
-        elif error.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:
+            allowed = allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            detail = (f"{request.method} is not allowed on {request.url.path}; it takes "
+                      f"{', '.join(allowed)} (see /docs)")
+        elif error.status_code == 400 and detail == "There was an error parsing the body":
+            detail = ("the request body cannot be read (JSON must be UTF-8 text, a form must be "
+                      "well formed); send a JSON object")
         return CleanJSONResponse(status_code=error.status_code, content={"detail": detail},
-                                 headers=getattr(error, "headers", None))
+                                 headers=headers)
 
     def plain(status: int):
         async def handler(request: Request, error: Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 from typing import Any
 
@@ -96,9 +97,18 @@ def first_layer_images(model: Sequential, offset: int = 0,
     return {"units": int(units), "offset": offset, "images": np.round(shown, 4).tolist()}
 
 
+BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+# What decode_pixels takes, as one pattern for the OpenAPI document: 784 bytes are 1046
+# base64url characters, then up to two `=`.
+PIXELS_PATTERN = r"^[A-Za-z0-9_-]{1046}={0,2}$"
+
+
 def decode_pixels(text: str) -> np.ndarray:
-    """784 grey values (0..255) from base64url (padding optional); InputError (422) otherwise."""
+    """784 grey values (0..255) from base64url (padding optional); InputError (422) otherwise.
+    Strict: a character outside base64url's alphabet is refused, not skipped."""
     try:
+        if not BASE64URL.fullmatch(text):
+            raise ValueError("not base64url")
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise InputError("pixels must be base64url: the 784 grey values of a digit, one byte "

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import engine
-from app import apidocs, errors, limits, security
+from app import apidocs, contract, errors, limits, security
 from app.executor import Executor, ExecutorError, LocalProcessExecutor
 from app.inspection import Inspector
 from app.middleware import BodySizeLimit
@@ -64,6 +64,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    contract.install(app, settings)
     apidocs.install(app)
     app.include_router(predict.router)  # first: the hot path is matched before anything else
     app.include_router(runs.router)

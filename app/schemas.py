@@ -5,10 +5,13 @@ an answer cannot drift from what OpenAPI (/docs) documents. docs/API.md is the p
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import unicodedata
 from typing import Annotated, Any, Literal, get_type_hints
 
+from PIL import Image, ImageDraw
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.predictor import N_PIXELS
 from app.runs.state import RunStatus
 from app.sweeps.record import SweepStatus
 from app.sweeps.space import MAX_CHOICES
@@ -31,7 +35,10 @@ from app.sweeps.spec import METRICS, Method, Pruner
 from engine.config import AUGMENT_BOUNDS, shown
 from engine.events import EpochEvent
 
-SQLITE_INTEGER_MAX = 2**63 - 1  # run ids and steps are SQLite integers
+# The largest id or step a request may name: the largest whole number every JSON reader holds
+# exactly (JavaScript's Number.MAX_SAFE_INTEGER; SQLite's integers go to 2**63 - 1, but a bound
+# above 2**53 is read as a float by many clients and fuzzers, so they could not keep to it).
+MAX_ID = 2**53 - 1
 
 
 def _a_number(value: Any) -> Any:
@@ -207,10 +214,9 @@ MAX_STEPS_PER_REQUEST = 1000  # the answer waits for them: a few seconds to half
 
 
 class StepRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True,
-                              json_schema_extra={"examples": [{"steps": 10}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": 10}]})
 
-    steps: int = Field(1, ge=1, le=MAX_STEPS_PER_REQUEST,
+    steps: Integer = Field(1, ge=1, le=MAX_STEPS_PER_REQUEST,
                        description="iterations to train before pausing again")
 
 
@@ -304,9 +310,16 @@ TAG_MAX_LENGTH = 40
 TAGS_MAX_ITEMS = 20
 # Letters (with their accents), digits and _ . : / + = @ # -, single spaces inside: no commas
 # (the page lists tags separated by them), no quotes, no control characters.
-TAG_PATTERN = r"^[\p{L}\p{M}\p{N}_.:/+=@#-]+(?: [\p{L}\p{M}\p{N}_.:/+=@#-]+)*$"
+TAG_CHARACTER = r"[\p{L}\p{M}\p{N}_.:/+=@#-]"
+TAG_PATTERN = rf"^{TAG_CHARACTER}+(?: {TAG_CHARACTER}+)*$"
 TAG_RULE = (f"1 to {TAG_MAX_LENGTH} letters, digits, single spaces (not at either end) and "
             "_ . : / + = @ # -")
+
+
+# The same rule as a JSON Schema pattern for the OpenAPI document (control characters are
+# Unicode's category Cc: U+0000..U+001F and U+007F..U+009F).
+NO_CONTROL_CHARACTERS = "^[^\u0000-\u001f\u007f-\u009f]*$"
+NO_CONTROL_CHARACTERS_BUT_LINES = "^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
 
 
 def _text(keep: str = ""):
@@ -353,12 +366,14 @@ class RunDetails(BaseModel):
     ]})
 
     name: Name | None = Field(None, description=f"up to {NAME_MAX_LENGTH} characters, one line; "
-                                                "null clears it")
+                                                "null clears it",
+                              json_schema_extra={"pattern": NO_CONTROL_CHARACTERS})
     tags: list[Tag] = Field(default_factory=list, max_length=TAGS_MAX_ITEMS, description=(
         f"at most {TAGS_MAX_ITEMS}, each {TAG_RULE}; the list replaces the run's tags "
         "([] removes them all); a repeated tag is kept once"))
     notes: Notes | None = Field(None, description=f"up to {NOTES_MAX_LENGTH} characters; null "
-                                                  "clears them")
+                                                  "clears them",
+                                json_schema_extra={"pattern": NO_CONTROL_CHARACTERS_BUT_LINES})
 
     @field_validator("tags")
     @classmethod
@@ -391,7 +406,7 @@ class ActiveModel(Answer):
 class ActiveModelChoice(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"run_id": 3}]})
 
-    run_id: Annotated[int, Field(strict=True, ge=1, le=SQLITE_INTEGER_MAX)] | None = Field(
+    run_id: Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_a_number)] | None = Field(
         description="the run whose model /predict uses; null: the best one")
 
 
@@ -465,11 +480,29 @@ class Options(Answer):
 
 
 class Error(Answer):
+    """Every error answer: what happened and what to do, in a sentence."""
+
     detail: str
 
 
+class Issue(Answer):
+    """One way a request failed its schema."""
+
+    loc: list[str | int] = Field(description="where: body, path or query, then the field")
+    msg: str
+    type: str = Field(description="Pydantic's error type, e.g. missing, int_parsing")
+
+
+class Invalid(Answer):
+    """A 422: the request was understood but cannot be done as sent."""
+
+    detail: str = Field(description="what is wrong, in a sentence")
+    errors: list[Issue] | None = Field(None, description=(
+        "each problem, where the request failed its schema (absent when the problem is one the "
+        "schema cannot say, such as a run too large for the server as a whole)"))
+
+
 # --- sweeps -------------------------------------------------------------------------------------------
-StrictInt = Annotated[int, Field(strict=True)]
 MAX_SWEPT_FIELDS = 24
 
 
@@ -503,13 +536,13 @@ class SweepCreate(BaseModel):
         "default", description="the config every trial starts from: a run config or a preset name")
     space: dict[str, SpaceParam] = Field(max_length=MAX_SWEPT_FIELDS)
     method: Method = "tpe"
-    trials: StrictInt | None = Field(None, description="trials to train (default 12; a grid: all "
+    trials: Integer | None = Field(None, description="trials to train (default 12; a grid: all "
                                                         "its configurations)")
     metric: Literal[tuple(METRICS)] = "val_accuracy"  # type: ignore[valid-type]
     pruner: Pruner = "none"
-    max_concurrent: StrictInt | None = Field(None, description="trials training at once (default: "
+    max_concurrent: Integer | None = Field(None, description="trials training at once (default: "
                                                                 "the server's max_concurrent_runs)")
-    seed: StrictInt = Field(0, description="the sampler's seed")
+    seed: Integer = Field(0, description="the sampler's seed")
 
 
 class SweepSpec(Answer):
@@ -568,25 +601,55 @@ class SweepList(Answer):
     sweeps: list[SweepSummary]
 
 
+PIXEL = {"type": "number", "minimum": 0, "maximum": 1}
+# One drawn digit: 784 values in 0..1, row-major, white ink on black, something drawn.
+DRAWN_DIGIT = {"type": "array", "items": PIXEL, "minItems": N_PIXELS, "maxItems": N_PIXELS,
+               "contains": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}
+
+
+def _example_png() -> str:
+    """A data URL of a small drawn "1" (a PNG made here), the example of `image`."""
+    picture = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(picture).line([(14, 4), (14, 23)], fill=255, width=3)
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+RUN_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID,
+          "description": "the run whose model predicts; default: the active model"}
+RUN_ID_OR_NULL = {"anyOf": [RUN_ID, {"type": "null"}],
+                  "description": "the run whose model predicts; null or left out: the active model"}
 PREDICT_BODY = {
     "required": True,
     "content": {
         "application/json": {
-            "schema": {"type": "object", "properties": {
-                "pixels": {"description": "784 numbers in 0..1, or a list of such lists",
-                           "type": "array", "items": {}},
-                "image": {"type": "string", "description": "data URL or base64 of a PNG/JPEG"},
-                "run_id": {"type": "integer", "description": "default: the active model"},
-            }},
+            "schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {
+                    "pixels": {"description": "784 numbers in 0..1 (a 28x28 digit, row-major, "
+                                              "white ink on black), or a list of such lists",
+                               # maxItems of a batch: the server's max_predict_batch (app.contract)
+                               "anyOf": [DRAWN_DIGIT, {"type": "array", "items": DRAWN_DIGIT,
+                                                       "minItems": 1}]},
+                    "image": {"type": "string", "minLength": 1,
+                              "description": "a PNG or JPEG: a data URL (canvas.toDataURL()) or "
+                                             "its base64"},
+                    "run_id": RUN_ID_OR_NULL,
+                },
+                # exactly one of pixels and image (both: 422)
+                "oneOf": [{"required": ["pixels"]}, {"required": ["image"]}],
+            },
             "examples": {
                 "pixels": {"value": {"pixels": [0.0] * 300 + [1.0] * 184 + [0.0] * 300}},
-                "image": {"value": {"image": "data:image/png;base64,iVBORw0KGgo..."}},
+                "image": {"value": {"image": _example_png()}},
             },
         },
         "multipart/form-data": {
-            "schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"},
-                "run_id": {"type": "integer"},
+            "schema": {"type": "object", "additionalProperties": False, "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "a PNG or JPEG file"},
+                "run_id": RUN_ID,
             }, "required": ["file"]},
         },
     },

@@ -52,8 +52,9 @@ _add(
     lr_schedule="cosine",
     batch_size=128,
     epochs=10,
-    # Measured (bench/accuracy.py): 98.47% on MNIST test, 98.7% on drawn MNIST test digits and
-    # 94% on font digits through to_mnist; without augmentation 98.07% / 98.33% / 94%.
+    # Measured (bench/accuracy.py, docs/accuracy.md; median of 3 seeds, 5,000 digits held out):
+    # 98.42% on MNIST test, 98.9% on drawn MNIST test digits and 94.5% on font digits through
+    # to_mnist; without augmentation 97.97% / 98.1% / 94.6%.
     augmentation=dict(shift=2, rotation=10, scale=0.1, thickness=0.3),
 )
 
@@ -100,11 +101,11 @@ _add(
 
 _add(
     "best",
-    "Best accuracy within 15 minutes on 2 cores: 784-800-ReLU-10, elastic distortions plus "
-    "light affine ones (shift 1 px, rotation 8 deg, zoom 8%), 50 epochs of momentum SGD with a "
-    "cosine schedule.",
-    **_SIMARD,
-    epochs=50,
+    "Best accuracy within 15 minutes on 2 cores: 784-1024-1024-ReLU-10 (two hidden layers), "
+    "elastic distortions (alpha 34, sigma 4 px) plus light affine ones (shift 1 px, rotation "
+    "8 deg, zoom 8%), 60 epochs of momentum SGD with a cosine schedule; the epoch kept is the "
+    "best on validation: 99.33-99.44% test accuracy over 3 seeds (docs/accuracy.md).",
+    **{**_SIMARD, "hidden_layers": (1024, 1024)},
+    epochs=60,
     augmentation=dict(shift=1, rotation=8, scale=0.08, elastic_alpha=34, elastic_sigma=4),
 )
-

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from app import schemas
 from app.predictor import CorruptModel, InputError, PredictionService, decode_base64_image
 from app.runs.service import RunService
-from app.schemas import SQLITE_INTEGER_MAX
+from app.schemas import MAX_ID
 from engine.config import shown
 
 router = APIRouter()
@@ -21,8 +21,8 @@ router = APIRouter()
 
 @router.post("/predict", response_model=schemas.Prediction | schemas.BatchPrediction, tags=["predict"],
              openapi_extra={"requestBody": schemas.PREDICT_BODY},
-             responses={409: {"model": schemas.Error}, 413: {"model": schemas.Error},
-                        422: {"model": schemas.Error}})
+             responses={404: {"model": schemas.Error}, 409: {"model": schemas.Error},
+                        413: {"model": schemas.Error}, 422: {"model": schemas.Error}})
 async def predict(request: Request):
     """Predict with a run's model (`run_id`) or the active model. During training the run's
     latest epoch is used. Send JSON `{"pixels": [...]}` or `{"image": "data:image/png;base64,..."}`,
@@ -88,10 +88,12 @@ def _parse_json(body: bytes) -> dict[str, Any]:
 
 
 def _run_id(value: Any) -> int | None:
-    """A JSON `run_id`: a number, never `true` or `"3"`."""
+    """A JSON `run_id`: a whole number, never `true` or `"3"`."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SQLITE_INTEGER_MAX:
+    if isinstance(value, float) and value.is_integer():  # 3.0 is 3, as in JSON Schema
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
         raise InputError(f"run_id must be a run's id (a positive whole number), got {shown(value)}")
     return value
 

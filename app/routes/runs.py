@@ -13,8 +13,8 @@ import engine
 from app import options as server_options
 from app import schemas
 from app.deps import get_inspector, get_runs, get_settings
-from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, Inspector
-from app.runs.service import Action, RunService
+from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, PIXELS_PATTERN, Inspector
+from app.runs.service import RunService
 from app.settings import Settings
 
 router = APIRouter()
@@ -38,10 +38,12 @@ async def options(settings: Annotated[Settings, Depends(get_settings)]):
     return server_options.describe(settings)
 
 
-@router.post("/api/runs", status_code=201, response_model=schemas.Run, responses=ERRORS,
-             tags=["runs"])
+@router.post("/api/runs", status_code=201, response_model=schemas.Run,
+             responses={**ERRORS, 429: {"model": schemas.Error}}, tags=["runs"])
 async def create_run(body: schemas.RunConfig, runs: Runs):
-    """Queue a training run; it starts as soon as a training slot is free."""
+    """Queue a training run; it starts as soon as a training slot is free. Each field's bounds
+    are this server's (the schema says them); a run may still be too large as a whole (its
+    parameters, steps or memory, GET /api/options `limits`): 422 with what to make smaller."""
     return await runs.create(body)
 
 
@@ -79,18 +81,31 @@ async def step_run(run_id: int, runs: Runs,
     return await runs.step(run_id, (body or schemas.StepRequest()).steps)
 
 
-@router.post("/api/runs/{run_id}/{action}", response_model=schemas.Run, responses=ERRORS,
+@router.post("/api/runs/{run_id}/stop", response_model=schemas.Run, responses=ERRORS, tags=["runs"])
+async def stop_run(run_id: int, runs: Runs):
+    """Stop a queued, running or paused run; 409 when it has already ended."""
+    return await runs.stop(run_id)
+
+
+@router.post("/api/runs/{run_id}/pause", response_model=schemas.Run, responses=ERRORS,
              tags=["runs"])
-async def control_run(run_id: int, action: Action, runs: Runs):
-    """Stop, pause or resume; 409 when the run's status does not allow it."""
-    return await runs.control(run_id, action)
+async def pause_run(run_id: int, runs: Runs):
+    """Pause a running run; 409 when its status does not allow it."""
+    return await runs.pause(run_id)
 
 
-@router.get("/api/runs/{run_id}/metrics", response_model=schemas.Metrics, responses=ERRORS,
-            tags=["runs"])
+@router.post("/api/runs/{run_id}/resume", response_model=schemas.Run, responses=ERRORS,
+             tags=["runs"])
+async def resume_run(run_id: int, runs: Runs):
+    """Resume a paused run; 409 when its status does not allow it."""
+    return await runs.resume(run_id)
+
+
+@router.get("/api/runs/{run_id}/metrics", response_model=schemas.Metrics, tags=["runs"], responses={
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **ERRORS})
 async def metrics(run_id: int, runs: Runs,
                   format: Annotated[Literal["json", "csv"], Query()] = "json",
-                  after: Annotated[int, Query(ge=-1, le=schemas.SQLITE_INTEGER_MAX,
+                  after: Annotated[int, Query(ge=-1, le=schemas.MAX_ID,
                                               description="only steps after this one")] = -1):
     """Every per-iteration loss and every per-epoch metric, as JSON or CSV."""
     if format == "csv":
@@ -102,7 +117,8 @@ async def metrics(run_id: int, runs: Runs,
 @router.get("/api/runs/{run_id}/layers", response_model=schemas.LayersHistory, responses=ERRORS,
             tags=["runs"])
 async def layers(run_id: int, runs: Runs,
-                 after: Annotated[int, Query(ge=-1, le=2**62, description="only steps after this one")] = -1,
+                 after: Annotated[int, Query(ge=-1, le=schemas.MAX_ID,
+                                             description="only steps after this one")] = -1,
                  limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100):
     """The layer statistics of the watched steps, in step order, a page at a time (at most
     `limit` snapshots and about 4 MB): ask again with `after` = the last step while `more`."""
@@ -114,15 +130,17 @@ async def layers(run_id: int, runs: Runs,
 async def hidden_units(run_id: int, runs: Runs, models: Models,
                        pixels: Annotated[str, Query(min_length=1, max_length=2048, description=(
                            "the 784 grey values (0..255, row-major, ink bright) of a digit as "
-                           "base64url: /predict's `input` times 255"))],
+                           "base64url: /predict's `input` times 255"),
+                           json_schema_extra={"pattern": PIXELS_PATTERN})],
                        top: Annotated[int, Query(ge=1, le=64)] = 8):
     """Which units of the first hidden layer fire for a digit, strongest first, with their
     weights as images: the run's saved model (the epoch selected on validation)."""
     return await run_in_threadpool(models.hidden_units, runs.with_model(run_id), pixels, top)
 
 
-@router.get("/api/runs/{run_id}/model", responses={200: {"content": {"application/octet-stream": {}}},
-                                                   **ERRORS}, tags=["runs"])
+@router.get("/api/runs/{run_id}/model", response_class=FileResponse, tags=["runs"], responses={
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    **ERRORS})
 async def download_model(run_id: int, runs: Runs):
     """The weights as the engine's `.npz` (load with engine.model.load_model); 409 until the
     run's first epoch finished."""

@@ -126,7 +126,7 @@ def test_unknown_runs_are_404_and_bad_ids_422(fresh):
                          ("GET", "/api/runs/99/evaluation"), ("GET", "/api/runs/99/weights")]:
         assert_readable(fresh.request(method, path), 404, "99")
     assert_readable(fresh.get("/api/runs/abc"), 422, "run_id")
-    assert_readable(fresh.post("/api/runs/1/explode"), 422, "action")
+    assert_readable(fresh.post("/api/runs/1/explode"), 404, "explode")  # no such control
     assert_readable(fresh.put("/api/active-model", json={"run_id": 5}), 404)
 
 
