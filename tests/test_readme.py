@@ -1,6 +1,6 @@
 """The README's commands work as written right after `make run` / `make test`: every `mnist-lab`
-command in its code blocks runs from the virtualenv those create, and `make run` takes PORT and
-HOST."""
+command in its code blocks runs from the virtualenv those create and is one the CLI accepts, and
+`make run` takes PORT and HOST. Every relative link in the README and docs/ leads somewhere."""
 
 from __future__ import annotations
 
@@ -77,3 +77,39 @@ def test_make_run_passes_port_and_host_to_serve():
                            check=True).stdout
     assert re.search(r"mnist-lab serve\s*$", plain, re.MULTILINE)  # the environment decides
 
+
+MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def prose_lines(path: Path) -> list[str]:
+    """The lines of a Markdown file outside fenced code."""
+    lines, fenced = [], False
+    for line in path.read_text().splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings: lower case, punctuation (backticks
+    included) dropped, spaces to hyphens."""
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in prose_lines(path) if line.startswith("#")}
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in prose_lines(page):
+            for target in MARKDOWN_LINK.findall(re.sub(r"`[^`]*`", "", line)):  # not in code
+                if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:, ...
+                    continue
+                file, _, anchor = target.partition("#")
+                resolved = (page.parent / file).resolve() if file else page
+                if not resolved.exists():
+                    broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+                elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+                    broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
