@@ -52,10 +52,10 @@ class LocalRunHandle:
         self._on_message = on_message
         self._stop_timeout = stop_timeout
         self._queue = context.Queue()
-        stop_event, running_event = context.Event(), context.Event()
-        self.control = TrainingControl(stop_event, running_event)
+        stop_event, running_event, resumes = context.Event(), context.Event(), context.Value("q", 0)
+        self.control = TrainingControl(stop_event, running_event, resumes)
         self.process = context.Process(
-            target=run_worker, args=(job, self._queue, stop_event, running_event),
+            target=run_worker, args=(job, self._queue, stop_event, running_event, resumes),
             name=f"mnist-lab-run-{job.run_id}", daemon=True,
         )
         self._pump = threading.Thread(target=self._pump_messages, name=f"run-{job.run_id}-messages",

@@ -45,9 +45,10 @@ class RunJob:
     threads: int = 0
 
 
-def run_worker(job: RunJob, queue, stop_event, running_event) -> None:
+def run_worker(job: RunJob, queue, stop_event, running_event, resumes) -> None:
     """Process entry point of the local executor: messages go to `queue` as wire dicts, the
-    parent steers through two multiprocessing Events. Never raises."""
+    parent steers through two multiprocessing Events and a counter (engine/control.py).
+    Never raises."""
     if job.threads > 0 and "numpy" not in sys.modules:
         # Before NumPy loads its BLAS: on a small machine a training process that spins several
         # BLAS threads fights the API (and the other runs) for the cores and gets slower, not faster.
@@ -60,7 +61,7 @@ def run_worker(job: RunJob, queue, stop_event, running_event) -> None:
         except OSError:
             pass
     run_job(job, lambda message: queue.put(to_wire(message)),
-            TrainingControl(stop_event, running_event))
+            TrainingControl(stop_event, running_event, resumes))
 
 
 def run_job(job: RunJob, send: Send, control: TrainingControl) -> None:
