@@ -5,6 +5,7 @@ or fills up, and WebSocket clients that stop reading or vanish mid-message."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -105,6 +106,13 @@ def assert_every_step_once(steps: list[int], at_least: int = 1) -> None:
     assert steps == list(range(len(steps))), "steps missing or repeated"
 
 
+def integrity(data_dir: Path) -> str:
+    """SQLite's integrity check of the server's database (the server must not be running: it
+    holds the database's lock while it does), with the connection closed again."""
+    with contextlib.closing(sqlite3.connect(data_dir / "mnist-lab.sqlite3")) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
 def process_gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -164,9 +172,7 @@ def test_server_killed_mid_run_and_restarted_loses_nothing_reported(tmp_path, mn
     assert watcher.error is None
     wait_for(lambda: all(process_gone(pid) for pid in workers), 10, what="the orphaned worker to exit")
 
-    database = data_dir / "mnist-lab.sqlite3"
-    with sqlite3.connect(database) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert integrity(data_dir) == "ok"
 
     with LiveServer(data_dir, env=env) as restarted, \
             httpx.Client(base_url=restarted.url, timeout=30) as client:
@@ -301,11 +307,13 @@ def completed_run(client: httpx.Client, data_dir: Path) -> tuple[int, dict, byte
             (data_dir / "models" / f"run-{run_id}.npz").read_bytes())
 
 
-def assert_intact(client: httpx.Client, data_dir: Path, run_id: int, metrics: dict, model: bytes):
+def assert_intact(server: LiveServer, client: httpx.Client, data_dir: Path, run_id: int,
+                  metrics: dict, model: bytes):
     assert client.get(f"/api/runs/{run_id}/metrics").json() == metrics
     assert (data_dir / "models" / f"run-{run_id}.npz").read_bytes() == model
-    with sqlite3.connect(data_dir / "mnist-lab.sqlite3") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    server.stop()  # (it holds the database's lock)
+    assert integrity(data_dir) == "ok"
+    server.start()
 
 
 def test_read_only_data_dir_gives_a_clear_error_and_corrupts_nothing(tmp_path, mnist_dir):
@@ -326,7 +334,7 @@ def test_read_only_data_dir_gives_a_clear_error_and_corrupts_nothing(tmp_path, m
             assert client.post("/predict", json={"pixels": STROKE}).status_code == 200
         finally:
             immutable(data_dir, False)
-        assert_intact(client, data_dir, done, metrics, model)
+        assert_intact(server, client, data_dir, done, metrics, model)
         again = client.post("/api/runs", json=SHORT_RUN)  # writable again: works as before
         assert again.status_code == 201, again.text
         assert wait_for_status(client, again.json()["id"], ENDED, 60)["status"] == "completed"
@@ -349,7 +357,7 @@ def test_full_disk_gives_a_clear_error_and_corrupts_nothing(small_disk, mnist_di
             assert client.get(f"/api/runs/{done}/metrics").json() == metrics
         finally:
             filler.unlink()
-        assert_intact(client, small_disk, done, metrics, model)
+        assert_intact(server, client, small_disk, done, metrics, model)
         again = client.post("/api/runs", json=SHORT_RUN)  # space again: works as before
         assert again.status_code == 201, again.text
         assert wait_for_status(client, again.json()["id"], ENDED, 60)["status"] == "completed"

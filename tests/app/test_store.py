@@ -37,6 +37,7 @@ def test_runs_metrics_and_restart(tmp_path):
     assert [r["id"] for r in reopened.runs()] == [other["id"], run["id"]]  # newest first
     assert reopened.delete_run(run["id"]) and reopened.iterations(run["id"]) == []
     assert reopened.epochs(run["id"]) == []
+    reopened.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -110,3 +111,20 @@ def test_a_runs_name_tags_notes_and_divergence_are_stored(tmp_path):
     assert (stored["name"], stored["tags"], stored["notes"]) == ("lr 10", ["diverges", "été"], None)
     assert (stored["diverged_step"], stored["diverged_loss"]) == (12, 426.1)
     assert (reopened.run(other)["diverged_step"], reopened.run(other)["diverged_loss"]) == (0, None)
+
+
+def test_the_server_is_the_databases_only_user_so_no_file_is_memory_mapped(tmp_path):
+    """No `-shm` file: SQLite keeps the WAL index in the process's memory (a mapped file that
+    turns read-only or has no room left kills the process with SIGBUS on its next write). A
+    second server on the same data dir is refused with what to do."""
+    path = tmp_path / "mnist-lab.sqlite3"
+    store = Store(path)
+    store.add_iterations(store.create_run({"epochs": 1}, "2026-01-01T00:00:00+00:00")["id"],
+                         [(0, 1, 2.3)])
+    assert not path.with_name(path.name + "-shm").exists()
+    mapped = [line for line in open("/proc/self/maps") if str(tmp_path) in line]
+    assert mapped == []
+    with pytest.raises(StoreError, match="in use by another program"):
+        Store(path)
+    assert store.iterations(1) == [(0, 1, 2.3)]  # the refusal left the first one working
+    store.close()
