@@ -25,10 +25,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.runs.state import RunStatus
+from app.store import SQLITE_INTEGER_MAX
 from engine.config import AUGMENT_BOUNDS, shown
 from engine.events import EpochEvent
-
-SQLITE_INTEGER_MAX = 2**63 - 1  # run ids and steps are SQLite integers
 
 
 def _a_number(value: Any) -> Any:
@@ -132,6 +131,15 @@ class Divergence(Answer):
     loss: float | None = Field(description="that loss; null when it was not a finite number")
 
 
+class Unstored(Answer):
+    """What the server holds for a run that is not stored yet: the data dir refused it (full or
+    read-only). It is kept in order and stored, then streamed, as soon as the disk takes it."""
+
+    steps: int = Field(description="steps taken but not stored yet (nor streamed)")
+    epochs: int = Field(description="finished epochs not stored yet (nor streamed)")
+    problem: str = Field(description="why: what is wrong with the data dir")
+
+
 class RunSummary(Answer):
     """A run as listed: everything but its per-epoch metrics."""
 
@@ -153,6 +161,9 @@ class RunSummary(Answer):
     notes: str | None
     diverged: Divergence | None = Field(description="where the loss blew up, for a run that "
                                                     "failed because it diverged; else null")
+    unstored: Unstored | None = Field(None, description=(
+        "null when everything the run reported is stored; else what is not yet (the data dir "
+        "is full or read-only: free space or make it writable, and it is stored then)"))
 
 
 class Run(RunSummary):
@@ -175,6 +186,9 @@ class Point(Answer):
 class Metrics(Answer):
     iterations: list[Point]
     epochs: list[Epoch]
+    next_after: int | None = Field(description=(
+        "null when these are the last stored steps; else more follow: ask again with "
+        "after=<this> (the Link header says the same)"))
 
 
 class Misclassified(Answer):

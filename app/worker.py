@@ -110,7 +110,7 @@ class Reporter:
             case EpochEvent():
                 self.flush()
                 self.send(event)
-                self.save(event.epoch)
+                self.save_checkpoint(event.epoch)
             case EndEvent():
                 self.flush()
                 if event.status != "failed" and event.epochs_completed > 0:
@@ -123,6 +123,21 @@ class Reporter:
                                  self.learning_rate))
             self.points = []
         self.flushed_at = self.clock()
+
+    def save_checkpoint(self, epoch: int) -> None:
+        """The model after an epoch. A data dir that is full or read-only skips it (the run
+        trains on; the next epoch's is tried again, and the last one must be saved or the run
+        fails); any other failure ends the run."""
+        from app.store import storage_problem
+
+        try:
+            self.save(epoch)
+        except OSError as error:
+            problem = storage_problem(error)
+            if problem is None:
+                raise
+            print(f"run {self.job.run_id}: the model of epoch {epoch} was not saved ({problem}: "
+                  f"{error}); training goes on", file=sys.stderr, flush=True)
 
     def save(self, epoch: int, **extra) -> None:
         from engine.model import save_model  # not at the top, for NumPy's sake: see run_job

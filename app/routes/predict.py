@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from app import schemas
 from app.predictor import CorruptModel, InputError, PredictionService, decode_base64_image
 from app.runs.service import RunService
-from app.schemas import SQLITE_INTEGER_MAX
+from app.store import SQLITE_INTEGER_MAX
 from engine.config import shown
 
 router = APIRouter()

@@ -7,15 +7,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 import engine
 from app import options as server_options
 from app import schemas
 from app.deps import get_inspector, get_runs, get_settings
 from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, Inspector
-from app.runs.service import Action, RunService
+from app.runs.service import METRICS_PAGE, Action, RunService
 from app.settings import Settings
+from app.store import SQLITE_INTEGER_MAX
 
 router = APIRouter()
 Runs = Annotated[RunService, Depends(get_runs)]
@@ -81,13 +82,22 @@ async def control_run(run_id: int, action: Action, runs: Runs):
             tags=["runs"])
 async def metrics(run_id: int, runs: Runs,
                   format: Annotated[Literal["json", "csv"], Query()] = "json",
-                  after: Annotated[int, Query(ge=-1, le=schemas.SQLITE_INTEGER_MAX,
-                                              description="only steps after this one")] = -1):
-    """Every per-iteration loss and every per-epoch metric, as JSON or CSV."""
+                  after: Annotated[int, Query(ge=-1, le=SQLITE_INTEGER_MAX,
+                                              description="only steps after this one")] = -1,
+                  limit: Annotated[int, Query(ge=1, le=METRICS_PAGE, description=(
+                      "at most this many steps; `next_after` (and the Link header) says where "
+                      "the rest start"))] = METRICS_PAGE):
+    """The stored per-iteration losses after `after` (at most `limit`) and every stored
+    per-epoch metric, as JSON or CSV."""
+    page = await runs.metrics(run_id, after, limit, format)
+    headers = {}
+    if page.next_after is not None:
+        headers["Link"] = (f'</api/runs/{run_id}/metrics?format={format}&after={page.next_after}'
+                           f'&limit={limit}>; rel="next"')
     if format == "csv":
-        return Response(await runs.metrics_csv(run_id, after), media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'})
-    return await runs.metrics(run_id, after)
+        headers["Content-Disposition"] = f'attachment; filename="run-{run_id}-metrics.csv"'
+    return StreamingResponse(page.body, headers=headers,
+                             media_type="text/csv" if format == "csv" else "application/json")
 
 
 @router.get("/api/runs/{run_id}/model", responses={200: {"content": {"application/octet-stream": {}}},

@@ -142,11 +142,14 @@ class RunState:
 
 def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
     """The run after `message`, applied at `at`. Pure: no I/O, no clock of its own. A run that
-    ended stays as it ended, but for its name, tags and notes."""
+    ended stays as it ended, but for its name, tags and notes, and a model that is in place only
+    now (its epoch could be stored only after the run ended: the disk was full)."""
     if isinstance(message, DetailsChanged):
         given = {field.name: getattr(message, field.name) for field in dataclasses.fields(message)}
         return replace(run, **{name: value for name, value in given.items()
                                if value is not UNCHANGED})
+    if isinstance(message, Checkpoint):
+        return replace(run, has_model=True)
     if not run.active:
         return run
     match message:
@@ -159,8 +162,6 @@ def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
             return replace(run, step=step, epoch=epoch, samples_per_second=rate)
         case EpochEvent(val_accuracy=accuracy):
             return replace(run, best_val_accuracy=max(run.best_val_accuracy or 0.0, accuracy))
-        case Checkpoint():
-            return replace(run, has_model=True)
         case PauseRequested() if run.status == "running":
             return replace(run, pause_requested=True)
         case PauseEvent(paused=True) | PauseTimedOut() if run.pause_requested:

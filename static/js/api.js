@@ -114,8 +114,17 @@ export const api = {
   startRun: (config) => request('POST', '/api/runs', config),
   deleteRun: (id) => request('DELETE', `/api/runs/${id}`),
   control: (id, action) => request('POST', `/api/runs/${id}/${action}`),
-  metrics: (id, after = null) =>
-    request('GET', `/api/runs/${id}/metrics${after === null ? '' : `?after=${after}`}`),
+  /** Every stored step after `after` and every epoch, following `next_after` page by page. */
+  metrics: async (id, after = null) => {
+    const iterations = [];
+    let page;
+    do {
+      page = await request('GET', `/api/runs/${id}/metrics${after === null ? '' : `?after=${after}`}`);
+      iterations.push(...page.iterations);
+      after = page.next_after;
+    } while (after !== null && after !== undefined);
+    return { ...page, iterations };
+  },
   metricsUrl: (id, format) => `/api/runs/${id}/metrics?format=${format}`,
   evaluation: (id) => request('GET', `/api/runs/${id}/evaluation`),
   misclassified: (id, { offset = 0, limit = 32, trueDigit = null, predicted = null } = {}) => {

@@ -363,6 +363,98 @@ def test_full_disk_gives_a_clear_error_and_corrupts_nothing(small_disk, mnist_di
         assert wait_for_status(client, again.json()["id"], ENDED, 60)["status"] == "completed"
 
 
+def stored_steps(client: httpx.Client, run_id: int) -> list[int]:
+    """Every stored step of the run, page after page."""
+    steps, after = [], -1
+    while after is not None:
+        page = client.get(f"/api/runs/{run_id}/metrics", params={"after": after}).json()
+        steps += [point["step"] for point in page["iterations"]]
+        after = page["next_after"]
+    return steps
+
+
+def stored_status(data_dir: Path, run_id: int) -> str:
+    """The run's status in the database itself (the server must not be running)."""
+    with contextlib.closing(sqlite3.connect(data_dir / "mnist-lab.sqlite3")) as db:
+        return db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+
+
+def refused_mid_run(server: LiveServer, client: httpx.Client, data_dir: Path, refuse, allow,
+                    problem: str) -> None:
+    """A watched run trains; then the data dir refuses every write (`refuse`), later takes them
+    again (`allow`). Meanwhile the server lives, streams no step it has not stored, answers new
+    runs 507, reads and predictions as usual, pause, resume and stop promptly; afterwards what
+    was held back is stored, streamed once, and the database says what the API said."""
+    run_id = client.post("/api/runs", json=LONG_RUN).json()["id"]
+    watcher = watch(server, run_id)
+    wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["has_model"], 60,
+             what="the model of the first epoch")
+    refuse()
+    try:
+        held = wait_for(lambda: (run := client.get(f"/api/runs/{run_id}").json())["unstored"]
+                        and run, 30, what="steps the disk refused")
+        assert problem in held["unstored"]["problem"], held["unstored"]
+        stored = stored_steps(client, run_id)
+        # Training goes on, but what the disk refused is neither stored nor streamed.
+        wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["progress"]["step"] > stored[-1] + 200, 60,
+                 what="a few hundred steps more")
+        assert stored_steps(client, run_id) == stored
+        assert watcher.steps and watcher.steps[-1] <= stored[-1], "a step streamed, not stored"
+        assert server.process.poll() is None
+        assert_clear_storage_error(client.post("/api/runs", json=SHORT_RUN))
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/runs").status_code == 200
+        assert client.post("/predict", json={"pixels": STROKE}).status_code == 200
+        paused = client.post(f"/api/runs/{run_id}/pause")
+        assert paused.status_code == 200 and paused.json()["status"] == "paused", paused.text
+        resumed = client.post(f"/api/runs/{run_id}/resume")
+        assert resumed.status_code == 200 and resumed.json()["status"] == "running", resumed.text
+        stopped = client.post(f"/api/runs/{run_id}/stop")  # (the client gives up after 30 s)
+        assert stopped.status_code == 200, stopped.text
+        final = stopped.json()
+        assert final["status"] in ENDED and final["unstored"], final
+        if final["status"] == "failed":  # the last model could not be saved
+            assert "rror" in final["reason"], final["reason"]
+        assert watcher.steps[-1] <= stored[-1]
+    finally:
+        allow()
+    caught_up = wait_for(lambda: (run := client.get(f"/api/runs/{run_id}").json())["unstored"]
+                         is None and run, 30, what="the held-back steps to be stored")
+    assert caught_up["status"] == final["status"]
+    steps = stored_steps(client, run_id)
+    assert_every_step_once(steps, at_least=len(stored) + 200)
+    assert len(steps) == caught_up["progress"]["step"]
+    wait_for(lambda: watcher.status == final["status"] and len(watcher.steps) >= len(steps), 30,
+             what="the watcher to get every step and the final status")
+    watcher.stop()
+    assert watcher.error is None
+    assert watcher.steps == steps  # streamed once stored: every step once, in order
+    server.stop()
+    assert integrity(data_dir) == "ok"
+    assert stored_status(data_dir, run_id) == final["status"]  # the record says what the API said
+    server.start()
+    assert client.get(f"/api/runs/{run_id}").json()["status"] == final["status"]
+    assert stored_steps(client, run_id) == steps
+
+
+def test_full_disk_mid_run_holds_steps_back_and_stores_them_once_there_is_room(small_disk,
+                                                                                mnist_dir):
+    fillers = []
+    with LiveServer(small_disk, env=server_env(mnist_dir)) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        refused_mid_run(server, client, small_disk, lambda: fillers.append(fill(small_disk)),
+                        lambda: [filler.unlink() for filler in fillers], "full")
+
+
+def test_read_only_data_dir_mid_run_keeps_the_server_and_stores_later(tmp_path, mnist_dir):
+    needs_root("making files immutable (chattr)")
+    data_dir = tmp_path / "data"
+    with LiveServer(data_dir, env=server_env(mnist_dir)) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        refused_mid_run(server, client, data_dir, lambda: immutable(data_dir, True),
+                        lambda: immutable(data_dir, False), "")
+
+
 # --- WebSocket clients that misbehave -----------------------------------------------------------------------
 def raw_websocket(port: int, path: str, receive_buffer: int | None = None) -> socket.socket:
     """A hand-made WebSocket handshake on a plain socket, so a test can misbehave at will."""
