@@ -21,10 +21,10 @@ test: $(STAMP) chromium docker-tools $(AXE)
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/docker
 
-# The edit loop: every test that needs neither the MNIST files nor a browser (about a minute).
+# The edit loop: every test that needs neither the MNIST files nor a browser nor a Ray cluster.
 test-fast: $(STAMP)
 	$(BIN)/ruff check engine app tests bench
-	$(BIN)/python -m pytest -m "not mnist and not browser"
+	$(BIN)/python -m pytest -m "not mnist and not browser and not ray"
 
 # The Docker image, built from the Dockerfile on a local Debian base and run by a real daemon
 # (started here, as root, if none runs). Skips with the reason where no daemon can start;
@@ -43,7 +43,7 @@ lint: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 $(AXE):

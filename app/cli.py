@@ -1,4 +1,4 @@
-"""The `mnist-lab` console script: the engine's commands plus `serve` and `bench`.
+"""The `mnist-lab` console script: the engine's commands plus `serve`, `sweep` and `bench`.
 
 Both are registered here without importing what runs them: `serve` loads the server only when it
 serves, and `bench` loads the benchmark (bench/speed.py) only when it benchmarks, so every other
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.sweeps.cli import add_sweep_command
 from engine.cli import UsageError, add_data_dir, build_parser, run
 
 
@@ -53,7 +54,15 @@ def add_serve_command(commands) -> None:
     serve.add_argument("--port", type=port_number, default=None,
                        help="port (default: $MNIST_LAB_PORT, else 8000; 0: any free port)")
     serve.add_argument("--max-concurrent-runs", type=int, default=None,
-                       help="runs that train at the same time (default 1); others wait queued")
+                       help="runs that train at the same time; others wait queued (default: as many "
+                       "as the cores fit, each run using its BLAS thread and the core preparing its "
+                       "batches: cores // 2, at least 1)")
+    serve.add_argument("--executor", default=None, metavar="local|ray",
+                       help="where runs train: local processes (default) or actors on a Ray "
+                       "cluster (needs `pip install 'mnist-lab[ray]'`; docs/ray.md)")
+    serve.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                       help="the Ray cluster's head, as `ray start --head` printed it (default: "
+                       "$RAY_ADDRESS, else a cluster started on this machine, else Ray's own)")
     add_data_dir(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -82,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     add_serve_command(commands)
+    add_sweep_command(commands)
     add_bench_command(commands)
     return run(parser, argv)
 

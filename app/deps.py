@@ -13,6 +13,7 @@ from app.inspection import Inspector
 from app.predictor import PredictionService
 from app.runs.service import RunService
 from app.settings import Settings
+from app.sweeps.service import SweepService
 
 
 async def get_settings(connection: HTTPConnection) -> Settings:
@@ -21,6 +22,10 @@ async def get_settings(connection: HTTPConnection) -> Settings:
 
 async def get_runs(connection: HTTPConnection) -> RunService:
     return connection.app.state.runs
+
+
+async def get_sweeps(connection: HTTPConnection) -> SweepService:
+    return connection.app.state.sweeps
 
 
 async def get_predictions(request: Request) -> PredictionService:

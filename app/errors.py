@@ -15,6 +15,8 @@ from app.predictor import CorruptModel, InputError, NoModel
 from app.responses import CleanJSONResponse
 from app.runs.errors import Conflict, NotSettled, RunNotFound
 from app.store import StorageUnavailable, storage_problem
+from app.sweeps.service import SweepNotFound
+from app.sweeps.space import SpaceError
 from engine.config import SHOWN_CHARACTERS, ConfigError, shown
 
 logger = logging.getLogger("app.errors")
@@ -70,6 +72,8 @@ def install(app: FastAPI) -> None:
         return handler
 
     app.add_exception_handler(RunNotFound, plain(404))
+    app.add_exception_handler(SweepNotFound, plain(404))
+    app.add_exception_handler(SpaceError, plain(422))
     app.add_exception_handler(Conflict, plain(409))
     app.add_exception_handler(NoModel, plain(409))
     app.add_exception_handler(CorruptModel, plain(409))

@@ -3,8 +3,9 @@
 `Executor` is the whole interface the run service uses: `submit` a job with a callback and get a
 `RunHandle` (stop, pause, resume, terminate); the callback receives the run's messages, typed
 (app/protocol.py), decoded once from the wire right here. The local implementation trains each run
-in a process of its own (multiprocessing, spawn); another one (a Ray cluster, say) replaces it
-without touching routes or storage, as long as it keeps the guarantee:
+in a process of its own (multiprocessing, spawn); app/executor_ray.py trains each in a Ray actor
+on a cluster instead, without touching routes or storage (app.main.make_executor picks one). Both
+keep the guarantee:
 
     `on_message(run_id, message)` is called from a background thread, in order for each run, and
     the last message of every run is exactly one `Ended`, also when its process crashed or was
@@ -42,6 +43,10 @@ class RunHandle(Protocol):
 class Executor(Protocol):
     def submit(self, job: RunJob, on_message: MessageCallback) -> RunHandle: ...
     def shutdown(self, timeout: float) -> None: ...
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot start (a cluster that does not answer, a library not installed)."""
 
 
 class LocalRunHandle:
@@ -157,10 +162,18 @@ class LocalProcessExecutor:
         """Stop every run, wait for the processes to exit, kill those that do not."""
         with self._lock:
             handles = list(self._handles.values())
-        for handle in handles:
-            handle.stop()
-        deadline = time.monotonic() + timeout
-        for handle in handles:
-            handle.process.join(max(0.0, deadline - time.monotonic()))
-            handle.terminate()
-            handle.join(max(0.5, deadline - time.monotonic()))
+        stop_all(handles, timeout, lambda handle, seconds: handle.process.join(seconds))
+
+
+def stop_all(handles: list, timeout: float, wait: Callable[[RunHandle, float], object]) -> None:
+    """An executor's shutdown: stop every run, give them `timeout` seconds in all to end
+    (`wait(handle, seconds)`), end those still going, and wait for each run's last message
+    (`handle.join`)."""
+    for handle in handles:
+        handle.stop()
+    deadline = time.monotonic() + timeout
+    for handle in handles:
+        wait(handle, max(0.0, deadline - time.monotonic()))
+    for handle in handles:
+        handle.terminate()
+        handle.join(max(2.0, deadline - time.monotonic()))

@@ -135,6 +135,15 @@ def check_capacity(settings: Settings, statuses: Iterable[str]) -> None:
             "and start this one again"))
 
 
+def check_room(settings: Settings, stored: int, more: int) -> None:
+    """Refuse (409) `more` runs (a sweep's trials) that would not fit the runs kept."""
+    if stored + more > settings.max_runs_kept:
+        raise LimitExceeded(409, (
+            f"{stored} runs are stored and this needs room for {more} more; the server keeps at "
+            f"most {settings.max_runs_kept} (MNIST_LAB_MAX_RUNS_KEPT); delete runs or sweeps you "
+            "no longer need, or ask for fewer trials"))
+
+
 def admit_run(config: TrainConfig, settings: Settings, statuses: Iterable[str]) -> None:
     """Everything `POST /api/runs` checks before creating a run."""
     check_run_config(config, settings)
@@ -164,7 +173,8 @@ LIMIT_SETTINGS = (
     "max_concurrent_runs", "max_hidden_layers", "max_units_per_layer", "max_parameters",
     "max_epochs", "max_batch_size", "max_steps_per_run", "max_run_memory_mb", "max_queued_runs",
     "max_runs_kept",
-    "max_stream_clients_per_run", "max_stream_clients",
+    "max_stream_clients_per_run", "max_stream_clients", "max_sweep_trials", "max_sweep_concurrent",
+    "max_active_sweeps",
 )
 
 

@@ -5,7 +5,10 @@ of each config field, and what a run's name, tags and notes may hold."""
 from __future__ import annotations
 
 from app import limits, schemas, security
+from app.runs.state import ACTIVE_STATUSES, STATUSES
 from app.settings import Settings
+from app.sweeps.record import SWEEP_STATUSES
+from app.sweeps.spec import METHODS, METRICS, PRUNERS
 from engine.cli import config_flags
 from engine.config import CHOICES, preset_config
 from engine.presets import PRESETS
@@ -23,4 +26,8 @@ def describe(settings: Settings) -> schemas.Options:
         cli_flags=config_flags(),
         run_fields=list(schemas.RUN_FIELD_BOUNDS),
         run_field_bounds=schemas.RUN_FIELD_BOUNDS,
+        statuses=list(STATUSES),
+        active_statuses=list(ACTIVE_STATUSES),
+        sweeps=schemas.SweepOptions(methods=list(METHODS), pruners=list(PRUNERS),
+                                    metrics=dict(METRICS), statuses=list(SWEEP_STATUSES)),
     )

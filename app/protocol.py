@@ -4,19 +4,25 @@ A worker (a local process today, a Ray actor tomorrow) reports a run with these 
 order: one `StartEvent`, then `Iterations` (steps batched ~20 times a second), an `EpochEvent` and
 a `Checkpoint` after each epoch, `PauseEvent`s when a pause takes effect or ends, and exactly one
 `Ended`, last. `StartEvent`, `EpochEvent` and `PauseEvent` are the engine's own events, unchanged.
+A worker that shares no disk with the server (a Ray actor on another node) sends `CheckpointBytes`
+instead of `Checkpoint`: its executor writes them where the worker would have saved the file and
+hands the run service the `Checkpoint` it would have sent, so the service never sees the difference.
 
 Inside the program messages are these dataclasses, dispatched with `match` on their type; only at
 the boundary do they become plain dicts, through exactly one pair of functions: the worker sends
 `to_wire(message)` and the executor decodes `from_wire(wire)` once, before anything else sees it.
-A wire dict is JSON-ready: its kind under "event", then the message's fields.
+A wire dict is JSON-ready: its kind under "event", then the message's fields (bytes as base64).
 
 To add a message kind: a frozen dataclass with an `event` class constant, added to `Message`,
 and a `case` for it in the run service's reducer (app/runs/state.py); if it must also be stored
-or streamed, a `case` in RunService._before (store) or ._publish (feed) as well.
+or streamed, a `case` in RunService._receive (into the backlog, app/runs/backlog.py, which
+stores it and hands it to the feed) as well.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import signal
 import traceback
@@ -48,6 +54,20 @@ class Checkpoint:
     epoch: int
     path: str
     event: ClassVar[str] = "checkpoint"
+
+
+@dataclass(frozen=True)
+class CheckpointBytes:
+    """The model after `epoch`, as the bytes of its file (engine.model.model_bytes), from a worker
+    that cannot write next to the run's model; its executor writes them there and hands on the
+    `Checkpoint` (app/worker.py: `checkpoint_from_bytes`)."""
+
+    epoch: int
+    content: bytes
+    event: ClassVar[str] = "checkpoint_bytes"
+
+    def __repr__(self) -> str:  # a log line, not megabytes of weights
+        return f"CheckpointBytes(epoch={self.epoch}, content=<{len(self.content)} bytes>)"
 
 
 @dataclass(frozen=True)
@@ -95,7 +115,7 @@ class Ended:
         return cls("failed", reason, died=True)
 
 
-Message = StartEvent | Iterations | EpochEvent | Checkpoint | PauseEvent | Ended
+Message = StartEvent | Iterations | EpochEvent | Checkpoint | CheckpointBytes | PauseEvent | Ended
 MESSAGES: dict[str, type] = {kind.event: kind for kind in get_args(Message)}  # by wire name
 
 
@@ -105,7 +125,10 @@ class ProtocolError(ValueError):
 
 def to_wire(message: Message) -> dict[str, Any]:
     """The message as a plain, JSON-ready dict: its kind under "event", then its fields."""
-    return {"event": message.event, **dataclasses.asdict(message)}
+    wire = {"event": message.event, **dataclasses.asdict(message)}
+    if isinstance(message, CheckpointBytes):
+        wire["content"] = base64.b64encode(message.content).decode("ascii")
+    return wire
 
 
 def from_wire(wire: dict[str, Any]) -> Message:
@@ -114,6 +137,8 @@ def from_wire(wire: dict[str, Any]) -> Message:
     if kind is None:
         raise ProtocolError(f"not a run message: {str(wire)[:200]}")
     fields = {key: value for key, value in wire.items() if key != "event"}
+    if kind is CheckpointBytes and "content" in fields:
+        fields["content"] = _base64_bytes(fields["content"])
     try:
         if kind is Iterations and "points" in fields:
             fields["points"] = tuple(tuple(point) for point in fields["points"])
@@ -122,3 +147,12 @@ def from_wire(wire: dict[str, Any]) -> Message:
         return kind(**fields)
     except TypeError as error:
         raise ProtocolError(f"a malformed {wire['event']!r} message: {error}") from None
+
+
+def _base64_bytes(text: Any) -> bytes:
+    try:
+        if not isinstance(text, str):
+            raise TypeError(f"expected base64 text, got {type(text).__name__}")
+        return base64.b64decode(text, validate=True)
+    except (TypeError, binascii.Error) as error:
+        raise ProtocolError(f"a malformed 'checkpoint_bytes' message: {error}") from None

@@ -26,6 +26,9 @@ from pydantic_core import PydanticCustomError
 
 from app.runs.state import RunStatus
 from app.store import SQLITE_INTEGER_MAX
+from app.sweeps.record import SweepStatus
+from app.sweeps.space import MAX_CHOICES
+from app.sweeps.spec import METRICS, Method, Pruner
 from engine.config import AUGMENT_BOUNDS, shown
 from engine.events import EpochEvent
 
@@ -161,6 +164,8 @@ class RunSummary(Answer):
     notes: str | None
     diverged: Divergence | None = Field(description="where the loss blew up, for a run that "
                                                     "failed because it diverged; else null")
+    sweep_id: int | None = Field(description="the sweep this run is a trial of; null: a run of its own")
+    trial: int | None = Field(description="its trial number in that sweep (Optuna's, from 0)")
     unstored: Unstored | None = Field(None, description=(
         "null when everything the run reported is stored; else what is not yet (the data dir "
         "is full or read-only: free space or make it writable, and it is stored then)"))
@@ -353,6 +358,14 @@ class FieldBounds(Answer):
     choices: list[str] | None = Field(None, description="the allowed names")
 
 
+class SweepOptions(Answer):
+    methods: list[str]
+    pruners: list[str]
+    metrics: dict[str, Literal["maximize", "minimize"]] = Field(
+        description="the metrics a sweep may optimise, and in which direction")
+    statuses: list[str]
+
+
 class Options(Answer):
     presets: list[Preset]
     choices: dict[str, list[str]]
@@ -366,10 +379,113 @@ class Options(Answer):
         "'augmentation.<name>'; booleans also take `--no-<option>`)"))
     run_fields: list[str] = Field(description="what PATCH /api/runs/{id} may set on any run")
     run_field_bounds: dict[str, RunFieldBounds] = Field(description="what each of them may hold")
+    statuses: list[RunStatus] = Field(description="every status a run may have")
+    active_statuses: list[RunStatus] = Field(description="the statuses of a run that may change")
+    sweeps: SweepOptions
 
 
 class Error(Answer):
     detail: str
+
+
+# --- sweeps -------------------------------------------------------------------------------------------
+StrictInt = Annotated[int, Field(strict=True)]
+MAX_SWEPT_FIELDS = 24
+
+
+class SpaceParam(BaseModel):
+    """How one config field varies: a range (`min`, `max`, optionally `log` or `step`) or a
+    list of `values`. Checked against GET /api/options `fields`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = Field(None, description="lowest value of a range")
+    max: float | None = Field(None, description="highest value of a range")
+    log: bool | None = Field(None, description="sample the range on a log scale")
+    step: float | None = Field(None, description="values from min in steps of this")
+    values: list[Any] | None = Field(None, max_length=MAX_CHOICES,
+                                     description="the values to try (hidden_layers: lists of sizes)")
+
+
+class SweepCreate(BaseModel):
+    """A sweep: trials of `base` with the `space`'s fields varied, searched by `method`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "learning rate and width", "base": {"preset": "fast", "epochs": 4},
+        "space": {"learning_rate": {"min": 0.001, "max": 0.3, "log": True},
+                  "hidden_layers": {"values": [[128], [256], [512, 256]]},
+                  "batch_size": {"values": [64, 128, 256]}},
+        "method": "tpe", "trials": 12, "metric": "val_accuracy", "pruner": "median",
+        "max_concurrent": 2}]})
+
+    name: str | None = Field(None, max_length=120, description="default: the method and fields")
+    base: RunConfig | Annotated[str, Field(max_length=64)] = Field(
+        "default", description="the config every trial starts from: a run config or a preset name")
+    space: dict[str, SpaceParam] = Field(max_length=MAX_SWEPT_FIELDS)
+    method: Method = "tpe"
+    trials: StrictInt | None = Field(None, description="trials to train (default 12; a grid: all "
+                                                        "its configurations)")
+    metric: Literal[tuple(METRICS)] = "val_accuracy"  # type: ignore[valid-type]
+    pruner: Pruner = "none"
+    max_concurrent: StrictInt | None = Field(None, description="trials training at once (default: "
+                                                                "the server's max_concurrent_runs)")
+    seed: StrictInt = Field(0, description="the sampler's seed")
+
+
+class SweepSpec(Answer):
+    """What the sweep was asked to do, resolved: the base as a full config."""
+
+    name: str
+    base: dict
+    space: dict[str, dict[str, Any]]
+    method: Method
+    trials: int
+    metric: str
+    pruner: Pruner
+    max_concurrent: int
+    seed: int
+
+
+class SweepTrial(Answer):
+    trial: int = Field(description="Optuna's trial number, from 0")
+    run_id: int = Field(description="the run that trains it: open, compare or predict with it")
+    status: RunStatus
+    reason: str | None
+    params: dict[str, Any] = Field(description="the swept fields' values")
+    config: dict
+    value: float | None = Field(description="the metric after its latest epoch")
+    epochs: int = Field(description="epochs it finished")
+    pruned: bool
+
+
+class SweepProgress(Answer):
+    planned: int = Field(description="trials the sweep trains")
+    finished: int = Field(description="trials that ended and count (interrupted ones are redone)")
+    running: int = Field(description="trials queued or training")
+    pruned: int
+    failed: int
+    epochs_trained: int
+    epochs_pruned: int = Field(description="epochs the pruned trials did not train")
+
+
+class SweepSummary(Answer):
+    id: int
+    name: str
+    status: SweepStatus
+    reason: str | None
+    created_at: str
+    finished_at: str | None
+    spec: SweepSpec
+    progress: SweepProgress
+    best_trial: SweepTrial | None = Field(description="the completed trial with the best metric")
+
+
+class Sweep(SweepSummary):
+    trials: list[SweepTrial] = Field(description="every trial, by trial number")
+
+
+class SweepList(Answer):
+    sweeps: list[SweepSummary]
 
 
 PREDICT_BODY = {

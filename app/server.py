@@ -11,7 +11,9 @@ import uvicorn
 
 from app import memory
 from app.connections import limited_http_protocol
-from app.main import create_app
+from app.executor import ExecutorError
+from app.main import create_app, make_executor
+from app.security import check_exposure
 from app.settings import Settings, SettingsError
 from engine.data import MnistUnavailableError, ensure_mnist
 
@@ -58,8 +60,9 @@ def url(sock: socket.socket) -> str:
 def serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(data_dir=args.data_dir, host=args.host, port=args.port,
-                                     max_concurrent_runs=args.max_concurrent_runs)
-        app = create_app(settings)  # refuses a non-loopback host without MNIST_LAB_TOKEN
+                                     max_concurrent_runs=args.max_concurrent_runs,
+                                     executor=args.executor, ray_address=args.ray_address)
+        check_exposure(settings)  # refuses a non-loopback host without MNIST_LAB_TOKEN
     except (SettingsError, NotADirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -73,6 +76,13 @@ def serve(args: argparse.Namespace) -> int:
     except BindError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    try:  # before serving: a cluster that does not answer is said here, not in a traceback
+        executor = make_executor(settings)
+    except ExecutorError as error:
+        sock.close()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    app = create_app(settings, executor)  # its lifespan shuts the executor down
     memory.configure()
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, ws_max_size=1 << 20,
@@ -84,8 +94,9 @@ def serve(args: argparse.Namespace) -> int:
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
             if self.started:  # listening and the app started: only now is the address true
-                print(f"MNIST Lab on {url(sock)} (data in {settings.data_dir})", file=sys.stderr,
-                      flush=True)
+                where = "" if settings.executor == "local" else f", runs on {settings.executor}"
+                print(f"MNIST Lab on {url(sock)} (data in {settings.data_dir}{where})",
+                      file=sys.stderr, flush=True)
 
     with sock:
         Server(config).run(sockets=[sock])

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.pool import default_concurrent_runs
 from engine.data import resolve_data_dir
 
 ENV_PREFIX = "MNIST_LAB_"
+EXECUTORS = ("local", "ray")  # where runs train: app/executor.py, app/executor_ray.py
 
 
 class SettingsError(ValueError):
@@ -27,7 +29,8 @@ class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    max_concurrent_runs: int = 1
+    # Runs that train at once (the local process pool); None: as many as the cores fit (app/pool.py).
+    max_concurrent_runs: int | None = None
     # Train/test on the first N samples of real MNIST (quick demos and tests); None = all of it.
     train_subset: int | None = None
     test_subset: int | None = None
@@ -57,6 +60,12 @@ class Settings:
     worker_nice: int = 5  # training yields the CPU to the API and the page
     worker_threads: int = 1  # BLAS threads per training process (0: the library's default)
     stop_timeout_s: float = 10.0  # a worker that ignores a stop this long is terminated
+    # Where runs train: "local" (a process each, on this machine) or "ray" (an actor each, on the
+    # Ray cluster at ray_address; None: $RAY_ADDRESS, else the cluster `ray start` last started
+    # on this machine, else a Ray instance of the server's own). docs/ray.md.
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_cpus_per_run: float = 1.0  # CPUs Ray reserves for each run's actor
     evaluation_misclassified: int = 32
     # Who may change what (app/security.py). A token is required on any non-loopback host.
     token: str | None = dataclasses.field(default=None, repr=False)  # MNIST_LAB_TOKEN
@@ -73,11 +82,16 @@ class Settings:
     max_run_memory_mb: int = 2048  # estimated peak of one training process plus the server's share
     max_queued_runs: int = 16
     max_runs_kept: int = 500
+    max_sweep_trials: int = 200  # trials of one sweep
+    max_sweep_concurrent: int = 8  # trials of one sweep queued or training at once
+    max_active_sweeps: int = 4  # sweeps running at once
     max_stream_clients_per_run: int = 100
     max_stream_clients: int = 500
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        if self.max_concurrent_runs is None:
+            object.__setattr__(self, "max_concurrent_runs", default_concurrent_runs(self.worker_threads))
         if self.max_concurrent_runs < 1:
             raise SettingsError(
                 f"max_concurrent_runs must be at least 1, got {self.max_concurrent_runs}"
@@ -88,6 +102,11 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive number of samples, got {value}")
         if self.stream_page_points < 1:
             raise SettingsError(f"stream_page_points must be at least 1, got {self.stream_page_points}")
+        if self.executor not in EXECUTORS:
+            raise SettingsError(f"executor must be one of {', '.join(EXECUTORS)}, got "
+                                f"{self.executor!r}")
+        if self.ray_cpus_per_run <= 0:
+            raise SettingsError(f"ray_cpus_per_run must be above 0, got {self.ray_cpus_per_run}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
         if self.max_header_bytes < 1024:

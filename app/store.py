@@ -1,5 +1,6 @@
-"""Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics and every
-per-iteration loss. Model weights live next to it as `.npz` files (written by the workers).
+"""Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics, every
+per-iteration loss, and the sweeps whose trials some runs are. Model weights live next to it as
+`.npz` files (written by the workers); a sweep's optimiser keeps its own journal (app/sweeps/).
 
 The store is plain synchronous sqlite3 behind a lock, so it can be called from the event loop
 (small writes) and from worker threads (reads, a slice at a time so that the lock is never held
@@ -92,8 +93,23 @@ ALTER TABLE runs ADD COLUMN notes TEXT;
 ALTER TABLE runs ADD COLUMN diverged_step INTEGER;
 ALTER TABLE runs ADD COLUMN diverged_loss REAL;
 """
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
+# 3: sweeps, and which sweep and trial a run is (a run may then end `pruned`).
+_VERSION_3 = """
+CREATE TABLE sweeps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+ALTER TABLE runs ADD COLUMN sweep_id INTEGER;
+ALTER TABLE runs ADD COLUMN trial INTEGER;
+"""
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 SCHEMA_VERSION = len(MIGRATIONS)
+SWEEP_COLUMNS = ("status", "reason", "finished_at")  # what a sweep's changes update
 
 RUN_COLUMNS = (  # the columns a run's changes update (RunState, app/runs/state.py)
     "status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
@@ -189,11 +205,13 @@ class Store:
             self._db.close()
 
     # --- runs --------------------------------------------------------------------------------
-    def create_run(self, config: dict[str, Any], created_at: str) -> dict[str, Any]:
+    def create_run(self, config: dict[str, Any], created_at: str, sweep_id: int | None = None,
+                   trial: int | None = None) -> dict[str, Any]:
         with self._lock:
             cursor = self._db.execute(
-                "INSERT INTO runs (status, config, created_at) VALUES ('queued', ?, ?)",
-                (json.dumps(config, allow_nan=False), created_at),
+                "INSERT INTO runs (status, config, created_at, sweep_id, trial) "
+                "VALUES ('queued', ?, ?, ?, ?)",
+                (json.dumps(config, allow_nan=False), created_at, sweep_id, trial),
             )
             return self._run(cursor.lastrowid)
 
@@ -302,6 +320,52 @@ class Store:
             ).fetchall()
         return [dict(row) for row in rows]
 
+    def last_epochs(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The latest stored epoch of each of these runs (a run without one is left out)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT run_id, {', '.join(EPOCH_FIELDS)} FROM epochs AS e WHERE run_id IN ({marks}) "
+                "AND epoch = (SELECT MAX(epoch) FROM epochs WHERE run_id = e.run_id)",
+                tuple(run_ids),
+            ).fetchall()
+        return {row["run_id"]: {name: row[name] for name in EPOCH_FIELDS} for row in rows}
+
+    # --- sweeps ------------------------------------------------------------------------------
+    def create_sweep(self, name: str, spec: dict[str, Any], created_at: str) -> dict[str, Any]:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO sweeps (name, spec, status, created_at) VALUES (?, ?, 'running', ?)",
+                (name, json.dumps(spec, allow_nan=False), created_at),
+            )
+            return self._sweep(cursor.lastrowid)
+
+    def update_sweep(self, sweep_id: int, **values: Any) -> None:
+        unknown = set(values) - set(SWEEP_COLUMNS)
+        if unknown:
+            raise KeyError(f"not sweep columns: {sorted(unknown)}")
+        if values:
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            with self._lock:
+                self._db.execute(f"UPDATE sweeps SET {assignments} WHERE id = ?",
+                                 (*values.values(), sweep_id))
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        """Every sweep, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()
+        return [_sweep_row(row) for row in rows]
+
+    def _sweep(self, sweep_id: int) -> dict[str, Any]:
+        return _sweep_row(self._db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone())
+
+    def delete_sweep(self, sweep_id: int) -> None:
+        """The sweep's record (its trials are runs, deleted as runs are)."""
+        with self._lock:
+            self._db.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,))
+
     # --- key/value ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         with self._lock:
@@ -326,6 +390,12 @@ class _Transaction:
 
     def __exit__(self, kind, error, traceback) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _sweep_row(row: sqlite3.Row) -> dict[str, Any]:
+    sweep = dict(row)
+    sweep["spec"] = json.loads(sweep["spec"])
+    return sweep
 
 
 def _run_row(row: sqlite3.Row) -> dict[str, Any]:

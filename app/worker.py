@@ -4,7 +4,9 @@
 (stop, pause, resume between two steps), and reports through `send`, one protocol message at a time
 (app/protocol.py): a `StartEvent`, `Iterations` batched about 20 times a second, an `EpochEvent`
 then a `Checkpoint` after every epoch, `PauseEvent`s, and exactly one `Ended`, last, whatever
-happens. `run_worker` is the local executor's process entry point around it.
+happens. `run_worker` is the local executor's process entry point around it; a Ray actor
+(app/executor_ray.py) is another, which hands `run_job` MNIST from the cluster's object store and
+asks for checkpoints as bytes in messages, since it shares no disk with the server.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from app.protocol import Checkpoint, Ended, Iterations, Message, to_wire
+from app.protocol import Checkpoint, CheckpointBytes, Ended, Iterations, Message, to_wire
 from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import EndEvent, EpochEvent, Event, IterationEvent, PauseEvent, StartEvent
@@ -28,7 +31,11 @@ BATCH_POINTS = 256
 PENDING_SUFFIX = ".part.npz"
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
+if TYPE_CHECKING:  # NumPy must not load before run_worker has set the BLAS threads: see run_job
+    from engine.data import MnistData
+
 Send = Callable[[Message], None]
+CheckpointsAs = Literal["files", "bytes"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,7 @@ def run_worker(job: RunJob, queue, stop_event, running_event, resumes) -> None:
     """Process entry point of the local executor: messages go to `queue` as wire dicts, the
     parent steers through two multiprocessing Events and a counter (engine/control.py).
     Never raises."""
-    if job.threads > 0 and "numpy" not in sys.modules:
-        # Before NumPy loads its BLAS: on a small machine a training process that spins several
-        # BLAS threads fights the API (and the other runs) for the cores and gets slower, not faster.
-        for name in THREAD_VARIABLES:
-            os.environ[name] = str(job.threads)
+    limit_blas_threads(job.threads)
     _exit_with_parent()
     if job.nice:
         try:
@@ -64,16 +67,36 @@ def run_worker(job: RunJob, queue, stop_event, running_event, resumes) -> None:
             TrainingControl(stop_event, running_event, resumes))
 
 
-def run_job(job: RunJob, send: Send, control: TrainingControl) -> None:
-    """Train `job`, reporting through `send`. Never raises: a failure becomes the run's `Ended`."""
+def limit_blas_threads(threads: int) -> None:
+    """Train with `threads` BLAS threads (0: the library's default). Only before NumPy loads its
+    BLAS: on a small or busy machine a training process that spins several BLAS threads fights
+    the API (and the other runs) for the cores and gets slower, not faster (measured: an epoch of
+    20,000 digits took 0.7 s with one thread and 28 s with two on a machine with other work)."""
+    if threads > 0 and "numpy" not in sys.modules:
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(threads)
+
+
+def run_job(job: RunJob, send: Send, control: TrainingControl, *,
+            data: Callable[[], MnistData] | None = None, checkpoints: CheckpointsAs = "files") -> None:
+    """Train `job`, reporting through `send`. Never raises: a failure becomes the run's `Ended`.
+
+    `data`: where MNIST comes from (default: read, verified, from the job's data dir).
+    `checkpoints`: "files" saves each one next to the run's model (a worker on the server's disk);
+    "bytes" sends it inside the message instead (a worker that shares no disk with the server).
+    """
     try:
         # Imported here, not at the top: NumPy must not load before run_worker has set the
         # number of BLAS threads (this module is imported to unpickle the job).
         from engine.data import load_mnist
         from engine.trainer import Trainer
 
-        data = load_mnist(job.data_dir, fetch=False, train=job.train_subset, test=job.test_subset)
-        Trainer(job.config, data, [Reporter(job, send)], control).run()
+        if data is None:
+            mnist = load_mnist(job.data_dir, fetch=False, train=job.train_subset,
+                               test=job.test_subset)
+        else:
+            mnist = data()
+        Trainer(job.config, mnist, [Reporter(job, send, checkpoints=checkpoints)], control).run()
     except BaseException as error:  # noqa: BLE001 - reported to the server, which marks the run failed
         send(Ended.failure(error))
 
@@ -82,9 +105,11 @@ class Reporter:
     """Trainer listener: the trainer's events as protocol messages (steps batched), and the model
     saved after every epoch and at the end."""
 
-    def __init__(self, job: RunJob, send: Send, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, job: RunJob, send: Send, clock: Callable[[], float] = time.monotonic,
+                 checkpoints: CheckpointsAs = "files"):
         self.job = job
         self.send = send
+        self.checkpoints = checkpoints
         self.clock = clock
         self.model = None
         self.throughput = Throughput()
@@ -140,18 +165,35 @@ class Reporter:
                   f"{error}); training goes on", file=sys.stderr, flush=True)
 
     def save(self, epoch: int, **extra) -> None:
-        from engine.model import save_model  # not at the top, for NumPy's sake: see run_job
+        from engine.model import model_bytes, save_model  # not at the top, for NumPy: see run_job
 
+        metadata = {"run_id": self.job.run_id, "epoch": epoch, **extra}
+        if self.checkpoints == "bytes":
+            self.send(CheckpointBytes(epoch, model_bytes(self.model, metadata)))
+            return
         # Written next to the run's model under a name of its own; the server moves it into place
         # once it has stored the epoch, so the model on disk never runs ahead of the record.
         path = pending_model_path(self.job.model_path, epoch)
-        save_model(self.model, path, {"run_id": self.job.run_id, "epoch": epoch, **extra})
+        save_model(self.model, path, metadata)
         self.send(Checkpoint(epoch, str(path)))
 
 
 def pending_model_path(model_path: Path, epoch: int) -> Path:
     """Where a worker saves the checkpoint of `epoch` before the server takes it over."""
     return model_path.with_name(f"{model_path.stem}.epoch-{epoch}{PENDING_SUFFIX}")
+
+
+def checkpoint_from_bytes(model_path: Path, message: CheckpointBytes) -> Checkpoint:
+    """On the server, for a worker that sent its checkpoint as bytes: the file written where that
+    worker would have saved it (atomically), and the `Checkpoint` it would have sent. The run
+    service then takes it over as any other, once the epoch is stored."""
+    from engine.data import atomic_writer  # not at the top, for NumPy's sake: see run_job
+
+    path = pending_model_path(model_path, message.epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)  # (a local worker's save_model makes it too)
+    with atomic_writer(path) as file:
+        file.write(message.content)
+    return Checkpoint(message.epoch, str(path))
 
 
 def _exit_with_parent() -> None:

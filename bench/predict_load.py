@@ -4,9 +4,14 @@
     python bench/predict_load.py --rate 800 --seconds 30 --connections 32
     python bench/predict_load.py --kind image         # a 280x280 PNG data URL instead of pixels
     python bench/predict_load.py --priority 19        # on a shared machine (root): CPU first
+    python bench/predict_load.py --sweep              # while a sweep trains on the local pool
+    python bench/predict_load.py --sweep --pool 2     # ... with two trials at once on each core pair
 
 The server trains the `default` preset on all of MNIST the whole time (its first epoch is
 awaited, so there is a model to predict with; the run keeps training during the measurement).
+With --sweep it trains a sweep instead: 12 trials of `default` over learning rate, width and batch
+size, as many at once as the server's pool holds (its default size for this machine, or --pool),
+the first trial's first epoch awaited.
 Requests are sent open-loop at a fixed rate over keep-alive HTTP/1.1 connections; a request's
 latency counts from the moment it was due, so a slow server cannot hide its queueing (no
 coordinated omission). Prints one JSON object: req/s achieved, p50/p90/p99/max latency in ms,
@@ -94,6 +99,61 @@ async def load(port: int, payload: bytes, rate: float, seconds: float, connectio
     return latencies, errors, elapsed
 
 
+class RunTraining:
+    """One `default` run on all of MNIST, its first epoch awaited."""
+
+    def __init__(self, client: httpx.Client):
+        self.client = client
+        self.run = client.post("/api/runs", json={"preset": "default", "epochs": 50}).json()
+        wait_for(lambda: self.get()["has_model"], 600, 0.5, "the first epoch")
+
+    def get(self) -> dict:
+        return self.client.get(f"/api/runs/{self.run['id']}").json()
+
+    def steps(self) -> int:
+        return self.get()["progress"]["step"]
+
+    def during(self, before: int) -> dict:
+        after = self.get()
+        return {"status": after["status"], "steps": after["progress"]["step"] - before,
+                "samples_per_second": after["progress"]["samples_per_second"]}
+
+    def stop(self) -> None:
+        self.client.post(f"/api/runs/{self.run['id']}/stop")
+
+
+class SweepTraining:
+    """A 12-trial sweep of `default` on the server's pool, its first trial's first epoch awaited."""
+
+    def __init__(self, client: httpx.Client):
+        self.client = client
+        pool = client.get("/api/options").json()["limits"]["max_concurrent_runs"]
+        self.sweep = client.post("/api/sweeps", json={
+            "name": "under load", "base": {"preset": "default", "epochs": 20},
+            "space": {"learning_rate": {"min": 0.01, "max": 0.2, "log": True},
+                      "hidden_layers": {"values": [[128], [256], [512, 256]]},
+                      "batch_size": {"values": [64, 128, 256]}},
+            "method": "random", "trials": 12, "max_concurrent": pool}).json()
+        wait_for(lambda: any(t["epochs"] >= 1 for t in self.get()["trials"]), 900, 0.5,
+                 "the first trial's first epoch")
+
+    def get(self) -> dict:
+        return self.client.get(f"/api/sweeps/{self.sweep['id']}").json()
+
+    def steps(self) -> int:
+        runs = [self.client.get(f"/api/runs/{t['run_id']}").json() for t in self.get()["trials"]]
+        return sum(run["progress"]["step"] for run in runs)
+
+    def during(self, before: int) -> dict:
+        sweep = self.get()
+        training = [t for t in sweep["trials"] if t["status"] == "running"]
+        return {"sweep": sweep["status"], "pool": sweep["spec"]["max_concurrent"],
+                "trials_training": len(training), "steps": self.steps() - before}
+
+    def stop(self) -> None:
+        self.client.post(f"/api/sweeps/{self.sweep['id']}/stop")
+
+
 def payload_for(kind: str, mnist_dir: Path) -> bytes:
     from engine.data import read_mnist_dir
 
@@ -117,6 +177,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--kind", choices=("pixels", "image"), default="pixels")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds at the rate, not counted")
+    parser.add_argument("--sweep", action="store_true",
+                        help="measure while a sweep trains (trials on the local pool) instead of one run")
+    parser.add_argument("--pool", type=int, default=None, metavar="N",
+                        help="the server's --max-concurrent-runs (default: its choice for this machine)")
     parser.add_argument("--priority", type=int, default=0, metavar="N",
                         help="lower the niceness of this load generator, the server and their "
                         "session by N (needs root): on a machine shared with other work, this "
@@ -132,25 +196,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mnist-lab-bench-") as folder, \
             raised_priority(args.priority):
         env = {"MNIST_DIR": str(mnist_dir)}
+        if args.pool is not None:
+            env["MNIST_LAB_MAX_CONCURRENT_RUNS"] = str(args.pool)
         with LiveServer(Path(folder) / "data", env) as server, \
                 httpx.Client(base_url=server.url, timeout=60) as client:
-            run = client.post("/api/runs", json={"preset": "default", "epochs": 50}).json()
-            wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["has_model"], 600, 0.5,
-                     "the first epoch")
+            training = SweepTraining(client) if args.sweep else RunTraining(client)
             asyncio.run(load(server.port, payload, args.rate, args.warmup, args.connections))
-            before = client.get(f"/api/runs/{run['id']}").json()["progress"]["step"]
+            before = training.steps()
             cpu_before = cpu_seconds(server.pid)
             latencies, errors, elapsed = asyncio.run(
                 load(server.port, payload, args.rate, args.seconds, args.connections))
             server_cpu = cpu_seconds(server.pid) - cpu_before
-            after = client.get(f"/api/runs/{run['id']}").json()
-            client.post(f"/api/runs/{run['id']}/stop")
+            during = training.during(before)
+            training.stop()
     latencies.sort()
 
     def percentile(q: float) -> float:
         return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
 
     print(json.dumps({
+        "training": "sweep" if args.sweep else "run",
         "kind": args.kind, "target_rate": args.rate, "connections": args.connections,
         "requests": len(latencies), "seconds": round(elapsed, 2),
         "requests_per_second": round(len(latencies) / elapsed, 1),
@@ -163,9 +228,7 @@ def main() -> int:
         "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(latencies)), 3),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "niceness": os.nice(0),
-        "training_during_window": {"status": after["status"],
-                                   "steps": after["progress"]["step"] - before,
-                                   "samples_per_second": after["progress"]["samples_per_second"]},
+        "training_during_window": during,
         "cpus": os.cpu_count(),
     }, indent=2))
     return 0

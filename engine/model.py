@@ -8,6 +8,7 @@ and metadata; loading never unpickles and checks every array's shape against the
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import tempfile
@@ -156,14 +157,8 @@ def build_model(config: TrainConfig, rng: np.random.Generator | None = None,
 def save_model(model: Sequential, path: str | os.PathLike, metadata: dict[str, Any] | None = None
                ) -> Path:
     """Write weights + config + metadata to one `.npz`, atomically (temp file, then rename)."""
-    if model.config is None:
-        raise ModelError("only models built from a TrainConfig can be saved")
     path = Path(path)
-    meta = {"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "engine_version": engine.__version__, **(metadata or {})}
-    arrays = dict(model.state())
-    arrays["config_json"] = np.array(json.dumps(model.config.to_dict()))
-    arrays["metadata_json"] = np.array(json.dumps(meta, allow_nan=False))
+    arrays = _model_arrays(model, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -176,6 +171,25 @@ def save_model(model: Sequential, path: str | os.PathLike, metadata: dict[str, A
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def model_bytes(model: Sequential, metadata: dict[str, Any] | None = None) -> bytes:
+    """The bytes `save_model` would write, in memory (a worker with no disk of the server's
+    sends them; `load_model(io.BytesIO(data))` reads them back)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_model_arrays(model, metadata))
+    return buffer.getvalue()
+
+
+def _model_arrays(model: Sequential, metadata: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    if model.config is None:
+        raise ModelError("only models built from a TrainConfig can be saved")
+    meta = {"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "engine_version": engine.__version__, **(metadata or {})}
+    arrays = dict(model.state())
+    arrays["config_json"] = np.array(json.dumps(model.config.to_dict()))
+    arrays["metadata_json"] = np.array(json.dumps(meta, allow_nan=False))
+    return arrays
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a zip archive

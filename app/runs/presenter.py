@@ -59,6 +59,7 @@ class RunPresenter:
             best_val_accuracy=run.best_val_accuracy, test_accuracy=run.test_accuracy,
             has_model=run.has_model, is_active_model=active_run_id == run.id,
             name=run.name, tags=list(run.tags), notes=run.notes, diverged=divergence(run),
+            sweep_id=run.sweep_id, trial=run.trial,
             unstored=unstored,
         )
 

@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,6 +44,7 @@ from app.runs.state import (
     Moment,
     PauseRequested,
     PauseTimedOut,
+    PruneRequested,
     Resumed,
     RunMessage,
     RunState,
@@ -54,6 +55,7 @@ from app.runs.state import (
 from app.runs.table import LiveRun, RunTable
 from app.settings import Settings
 from app.store import RUN_COLUMNS, StorageUnavailable, Store
+from engine.config import TrainConfig
 from engine.events import EpochEvent
 
 logger = logging.getLogger("app.runs")
@@ -73,6 +75,11 @@ class MetricsPage:
 
     body: AsyncIterator[str]
     next_after: int | None
+
+
+# Told of every message applied to a run: (message, the run before, the run after). Called on the
+# event loop, after the side effects; it must not block (a sweep hands it to its own task).
+Observer = Callable[[RunMessage, RunState, RunState], None]
 
 
 class _Starting:
@@ -103,6 +110,7 @@ class RunService:
         self.feeds = Feeds()  # what watchers read: one feed per watched run
         self.backlog = Backlog(store, self.models)  # what is not stored yet
         self._held: set[int] = set()  # runs with reports the disk refused, until it takes them
+        self.observers: list[Observer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task | None = None
         self._closing = False
@@ -148,6 +156,30 @@ class RunService:
     def list_runs(self) -> schemas.RunList:
         return self.presenter.run_list(self.table.newest_first(), self.active_model_id(),
                                        self.revision.value, time.monotonic(), self._unstored)
+
+    def state(self, run_id: int) -> RunState:
+        """The run as the service knows it (RunNotFound: 404)."""
+        return self.table.get(run_id)
+
+    def trials(self, sweep_id: int) -> list[RunState]:
+        """The runs that are trials of this sweep, by trial number."""
+        return sorted((run for run in self.table.rows.values() if run.sweep_id == sweep_id),
+                      key=lambda run: (run.trial, run.id))
+
+    def latest_epochs(self, run_ids: Sequence[int]) -> dict[int, dict]:
+        """The latest epoch of each of these runs that has one (live runs from their feed)."""
+        latest, stored = {}, []
+        for run_id in run_ids:
+            live = self.table.live.get(run_id)
+            if live is None:
+                stored.append(run_id)
+            elif live.feed.epochs:
+                latest[run_id] = live.feed.epochs[-1]
+        return {**self.store.last_epochs(stored), **latest}
+
+    def check_room(self, runs: int) -> None:
+        """Refuse (409) when `runs` more runs would not fit the runs kept."""
+        limits.check_room(self.settings, len(self.table.rows), runs)
 
     def describe(self, run_id: int) -> dict:
         """The Run as JSON-ready data (for the feed)."""
@@ -264,22 +296,38 @@ class RunService:
         """Validate (ConfigError: 422), admit (limits: 422, 429, 409), queue and schedule; 507
         while the disk refuses what waits to be stored (a new run could not be kept either)."""
         config = limits.run_config(body.model_dump(exclude_unset=True), self.settings)
+        return self.get((await self.submit(config)).id)
+
+    async def submit(self, config: TrainConfig, sweep_id: int | None = None,
+                     trial: int | None = None) -> RunState:
+        """Admit (limits: 422, 429, 409), queue and schedule a run of `config`; a sweep's trial
+        names its sweep and trial number."""
         limits.admit_run(config, self.settings, [run.status for run in self.table.rows.values()])
         self._storage_must_work()
-        run = RunState.from_record(self.store.create_run(config.to_dict(), Moment.now().iso))
+        run = RunState.from_record(self.store.create_run(config.to_dict(), Moment.now().iso,
+                                                         sweep_id, trial))
         self.table.put(run)
         feed = RunFeed(run.id, lambda: self.describe(run.id))
         self.feeds.pin(feed)
         self.table.live[run.id] = LiveRun(run.id, config, feed)
         self.revision.bump()
         await self._schedule()
-        return self.get(run.id)
+        return self.table.get(run.id)
 
     async def control(self, run_id: int, action: Action) -> schemas.Run:
         command = {"stop": self.stop, "pause": self.pause, "resume": self.resume}[action]
         return await command(run_id)
 
     async def stop(self, run_id: int) -> schemas.Run:
+        await self._stop(run_id, StopRequested())
+        return self.get(run_id)
+
+    async def prune(self, run_id: int, reason: str) -> None:
+        """End a sweep's trial early: it stops as on request and ends `pruned`, its epochs and
+        model kept. Returns once it ended."""
+        await self._stop(run_id, PruneRequested(reason))
+
+    async def _stop(self, run_id: int, request: StopRequested | PruneRequested) -> None:
         """Answers once the run ended; a worker that ignores the stop for `stop_timeout_s` is
         killed, and if even that is not reported in as long again, NotSettled (503)."""
         run = self.table.get(run_id)
@@ -288,9 +336,11 @@ class RunService:
             raise Conflict(f"run {run_id} is {run.status}, it cannot be stopped; only a queued, "
                            "running or paused run can")
         if live.handle is None:  # (ending it lets the next queued run start)
+            if isinstance(request, PruneRequested):
+                self._receive(run_id, request)
             self._receive(run_id, Ended("stopped", "stopped before it started"))
-            return self.get(run_id)
-        self._receive(run_id, StopRequested())
+            return
+        self._receive(run_id, request)
         live.handle.stop()
         ended = lambda: run_id not in self.table.live  # noqa: E731
         timeout = self.settings.stop_timeout_s
@@ -301,7 +351,6 @@ class RunService:
                 raise NotSettled(f"run {run_id} did not stop within {2 * timeout:g} s, although its "
                                  "training process was killed; the server log may say why. Ask "
                                  "again in a moment")
-        return self.get(run_id)
 
     async def pause(self, run_id: int) -> schemas.Run:
         live = self._require_status(run_id, "running", "paused", "only a running run can be paused")
@@ -434,6 +483,11 @@ class RunService:
             if before.active and not after.active:
                 self._end(live)
             live.changed()
+        for observer in self.observers:
+            try:
+                observer(message, before, after)
+            except Exception:  # noqa: BLE001 - an observer's failure must not stop the run's record
+                logger.exception("an observer of run %s failed", run_id)
 
     def _record(self, message: RunMessage, before: RunState, after: RunState) -> None:
         """Update the stored record with what changed (progress alone waits for the next change)."""

@@ -28,15 +28,25 @@ from typing import Any, Literal, get_args
 from app.protocol import Checkpoint, Ended, Iterations, Message
 from engine.events import EpochEvent, PauseEvent, StartEvent
 
-RunStatus = Literal["queued", "running", "paused", "stopped", "completed", "failed", "interrupted"]
+RunStatus = Literal["queued", "running", "paused", "stopped", "completed", "failed", "interrupted",
+                    "pruned"]
 STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running", "paused")  # a worker may change it
+# `pruned`: a sweep's trial that its pruner stopped early, as hopeless; its epochs and model are kept.
 
 
 # --- what the run service itself says about a run ----------------------------------------------------
 @dataclass(frozen=True)
 class StopRequested:
     """Someone asked the run to stop; its worker will end it (`Ended`, stopped)."""
+
+
+@dataclass(frozen=True)
+class PruneRequested:
+    """The run's sweep gave up on it (its pruner ruled it hopeless): it stops like on request, and
+    ends `pruned` with this reason."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,8 @@ class DetailsChanged:
     notes: str | None | Unchanged = UNCHANGED
 
 
-RunMessage = (Message | StopRequested | PauseRequested | PauseTimedOut | Resumed | ShuttingDown
-              | DetailsChanged)
+RunMessage = (Message | StopRequested | PruneRequested | PauseRequested | PauseTimedOut | Resumed
+              | ShuttingDown | DetailsChanged)
 
 
 @dataclass(frozen=True)
@@ -121,9 +131,12 @@ class RunState:
     notes: str | None = None
     diverged_step: int | None = None  # the step whose loss blew up, for a run that diverged
     diverged_loss: float | None = None  # that loss; None also when it was not finite
+    sweep_id: int | None = None  # the sweep this run is a trial of (None: a run of its own)
+    trial: int | None = None  # its trial number in that sweep (Optuna's, from 0)
     # Known only while this server follows the run (not stored):
     started_clock: float | None = None  # Moment.clock when training started
     stop_requested: bool = False
+    prune_reason: str | None = None  # set when its sweep pruned it
     pause_requested: bool = False
     shutting_down: bool = False
 
@@ -170,6 +183,8 @@ def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
             return replace(run, status="running", pause_requested=False)
         case StopRequested():
             return replace(run, stop_requested=True)
+        case PruneRequested(reason=reason):
+            return replace(run, stop_requested=True, prune_reason=reason)
         case ShuttingDown():
             return replace(run, shutting_down=True)
         case Ended():
@@ -179,7 +194,12 @@ def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
 
 def _ended(message: Ended, run: RunState, at: Moment) -> RunState:
     status, reason = message.status, message.reason
-    if run.shutting_down and status != "completed":  # a run that just finished keeps its result
+    if run.prune_reason is not None and (status == "stopped" or message.died):
+        # Pruned: its sweep already counted it so, whether the stop or a shutdown ended it.
+        status = "pruned"
+        reason = run.prune_reason + (" (the process did not stop in time and was ended)"
+                                     if message.died else "")
+    elif run.shutting_down and status != "completed":  # a run that just finished keeps its result
         status = "interrupted"
         reason = f"the server shut down while this run was {run.status}; start a new run to train again"
     elif run.stop_requested and message.died:
@@ -193,6 +213,6 @@ def _ended(message: Ended, run: RunState, at: Moment) -> RunState:
     return replace(run, status=status, reason=reason, finished_at=at.iso,
                    duration_s=run.duration_s if duration is None else duration,
                    test_accuracy=message.test_accuracy, samples_per_second=None,
-                   stop_requested=False, pause_requested=False,
+                   stop_requested=False, pause_requested=False, prune_reason=None,
                    diverged_step=None if diverged is None else diverged.step,
                    diverged_loss=None if diverged is None else diverged.loss)

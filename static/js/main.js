@@ -12,6 +12,7 @@ import { initExport } from './export.js';
 import { initRuns } from './runs.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
+import { initSweeps } from './sweeps.js';
 import { notify, notifyError } from './toast.js';
 import { initTraining } from './training.js';
 import { initUrl } from './url.js';
@@ -295,6 +296,7 @@ function start() {
   initEvaluation();
   initExport();
   initComparison();
+  initSweeps({ refreshRuns, refreshActiveModel });
   initAuth();
 
   on('active-model', renderModelPill);

@@ -9,6 +9,8 @@ export const state = {
   watched: null, // RunData of the run whose live stream the page follows
   compared: new Map(), // run id -> RunData overlaid on the charts
   pendingCompare: [], // run ids the URL asks to compare, added once the run list is known
+  sweeps: [], // GET /api/sweeps, newest first, without their trials
+  sweep: null, // GET /api/sweeps/{id} of the sweep the page shows
   followLatest: true, // switch to a newly started run (also one started in another tab)
   connection: { state: 'idle', retryAt: null }, // idle | connecting | live | reconnecting
   // The charts' view, also in the URL (url.js): smoothing null = chosen from the point count;

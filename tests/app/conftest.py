@@ -20,7 +20,8 @@ TEST_SUBSET = 1000
 
 
 def small_settings(data_dir: Path, **overrides) -> Settings:
-    values = {"train_subset": TRAIN_SUBSET, "test_subset": TEST_SUBSET, **overrides}
+    values = {"train_subset": TRAIN_SUBSET, "test_subset": TEST_SUBSET, "max_concurrent_runs": 1,
+              **overrides}
     return Settings(data_dir=data_dir, **values)
 
 

@@ -36,8 +36,9 @@ class LiveServer:
     """`python -m app.cli serve` with its own data dir and environment."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 port: int | None = None):
+                 port: int | None = None, args: tuple[str, ...] = ()):
         self.data_dir = Path(data_dir)
+        self.args = args  # more `serve` options
         self.host = host
         self.port = port or free_port()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -63,7 +64,7 @@ class LiveServer:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--host", self.host, "--port",
-             str(self.port), "--data-dir", str(self.data_dir)],
+             str(self.port), "--data-dir", str(self.data_dir), *self.args],
             cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         return self.process

@@ -21,6 +21,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from app.runs.state import ACTIVE_STATUSES, STATUSES
 from engine.model import load_model
 from tests.app.liveserver import LiveServer, strict_json, wait_for_status
 from tests.waiting import wait_for
@@ -31,12 +32,13 @@ SLICE = {"MNIST_LAB_TRAIN_SUBSET": "2000", "MNIST_LAB_TEST_SUBSET": "500"}
 # 63 steps an epoch on the slice: long enough to be caught mid-run, short enough for a test.
 LONG_RUN = {"hidden_layers": [64], "epochs": 100, "batch_size": 32, "seed": 1}
 SHORT_RUN = {"hidden_layers": [16], "epochs": 1, "batch_size": 100, "seed": 2}
-ENDED = {"completed", "failed", "stopped", "interrupted"}
+ENDED = set(STATUSES) - set(ACTIVE_STATUSES)  # every status a run ends with
 STROKE = [0.0] * 300 + [1.0] * 184 + [0.0] * 300  # 784 pixels with something drawn
 
 
 def server_env(mnist_dir: Path, **extra: str) -> dict[str, str]:
-    return {"MNIST_DIR": str(mnist_dir), **SLICE, **extra}
+    # One run at a time, whatever the machine's cores: these tests queue a run behind another.
+    return {"MNIST_DIR": str(mnist_dir), **SLICE, "MNIST_LAB_MAX_CONCURRENT_RUNS": "1", **extra}
 
 
 class Watcher(threading.Thread):

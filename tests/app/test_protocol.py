@@ -11,13 +11,14 @@ import pytest
 from app.protocol import (
     MESSAGES,
     Checkpoint,
+    CheckpointBytes,
     Ended,
     Iterations,
     ProtocolError,
     from_wire,
     to_wire,
 )
-from app.worker import Reporter, RunJob, pending_model_path, run_job
+from app.worker import Reporter, RunJob, checkpoint_from_bytes, pending_model_path, run_job
 from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import Divergence, EndEvent, EpochEvent, PauseEvent, StartEvent
@@ -32,6 +33,7 @@ EXAMPLES = [
     EpochEvent(epoch=1, train_loss=0.5, train_accuracy=0.8, val_loss=0.4, val_accuracy=0.9,
                duration_s=1.5, learning_rate=0.05),
     Checkpoint(1, "/data/models/run-3.epoch-1.part.npz"),
+    CheckpointBytes(2, bytes(range(256)) * 3),
     PauseEvent(epoch=1, step=5, paused=True),
     Ended.of(EndEvent(epoch=2, status="completed", reason=None, epochs_completed=2,
                       steps_completed=16, test_accuracy=0.93, duration_s=4.0)),
@@ -60,6 +62,9 @@ def test_each_message_survives_the_wire_even_as_json(message):
     {"type": "epoch"}, {}, ["end"], None,
     {"event": "end", "status": "failed", "reason": "x", "colour": "red"},
     {"event": "checkpoint", "epoch": 1},
+    {"event": "checkpoint_bytes", "epoch": 1, "content": "not base64!"},
+    {"event": "checkpoint_bytes", "epoch": 1, "content": 12},
+    {"event": "checkpoint_bytes", "epoch": 1},
     {"event": "end", "status": "failed", "reason": "x", "diverged": {"step": 3}},
     {"event": "iterations", "points": 5, "samples_per_second": None, "learning_rate": 0.1},
 ])
@@ -143,3 +148,30 @@ def test_a_worker_that_cannot_start_ends_its_run_once_with_the_reason(tmp_path, 
     assert len(sent) == 1 and isinstance(sent[0], Ended)
     assert sent[0].status == "failed" and "mnist-lab fetch-data" in sent[0].reason
     assert sent[0].traceback and not os.path.exists(tmp_path / "run-3.npz")
+
+
+def test_a_worker_without_the_servers_disk_gets_data_handed_and_sends_checkpoints_as_bytes(
+        tmp_path, monkeypatch):
+    """What a Ray actor does: MNIST from a loader (no data dir read), every checkpoint inside its
+    message (nothing written anywhere); on the server the bytes become the file a local worker
+    would have saved, and its Checkpoint."""
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+    nowhere = tmp_path / "not-on-this-node"
+    run = job(nowhere)
+    sent = []
+    run_job(run, lambda m: sent.append(from_wire(to_wire(m))), TrainingControl(),
+            data=lambda: synthetic_digits(n_train=1000, n_test=301), checkpoints="bytes")
+    assert not nowhere.exists()
+    assert sent[-1].status == "completed", sent[-1]
+    assert not any(isinstance(m, Checkpoint) for m in sent)
+    kept = [m for m in sent if isinstance(m, CheckpointBytes)]
+    assert [m.epoch for m in kept] == [1, 2, 2]  # after each epoch, and at the end
+    epochs = [i for i, m in enumerate(sent) if isinstance(m, EpochEvent)]
+    assert all(isinstance(sent[i + 1], CheckpointBytes) for i in epochs)
+
+    server_models = tmp_path / "models"  # not there yet: the first checkpoint makes it
+    checkpoint = checkpoint_from_bytes(server_models / "run-3.npz", kept[-1])
+    assert checkpoint == Checkpoint(2, str(pending_model_path(server_models / "run-3.npz", 2)))
+    _, metadata = load_model(checkpoint.path)
+    assert metadata["epoch"] == 2 and metadata["run_id"] == 3
+    assert sorted(p.name for p in server_models.iterdir()) == ["run-3.epoch-2.part.npz"]

@@ -15,6 +15,7 @@ from app.runs.state import (
     Moment,
     PauseRequested,
     PauseTimedOut,
+    PruneRequested,
     Resumed,
     RunState,
     ShuttingDown,
@@ -124,6 +125,33 @@ def test_a_process_that_dies_fails_its_run_with_the_reason():
     assert run.status == "failed" and "exit code 3" in run.reason
 
 
+def test_a_pruned_trial_ends_pruned_with_its_epochs_and_model():
+    trial = dataclasses.replace(queued(), sweep_id=3, trial=5)
+    why = "pruned by the sweep's median pruner after epoch 1"
+    run = run_through(trial, START, steps(0, 19, 1), epoch(1, 0.61), Checkpoint(1, "/tmp/x"),
+                      steps(20, 25, 2), PruneRequested(why),
+                      Ended("stopped", "stopped on request", duration_s=4.0))
+    assert (run.status, run.reason) == ("pruned", why)
+    assert (run.sweep_id, run.trial, run.has_model, run.best_val_accuracy) == (3, 5, True, 0.61)
+    assert run.prune_reason is None and not run.stop_requested and not run.active
+
+
+@pytest.mark.parametrize(("end", "status", "reason"), [
+    (Ended.death(-9), "pruned", "pruned (the process did not stop in time and was ended)"),
+    (Ended("completed", None, test_accuracy=0.7), "completed", None),  # finished first: it stands
+    (Ended("failed", "diverged: the loss became inf"), "failed", "diverged: the loss became inf"),
+])
+def test_how_a_trial_asked_to_prune_ends(end, status, reason):
+    run = run_through(queued(), START, epoch(1, 0.5), PruneRequested("pruned"), end)
+    assert (run.status, run.reason) == (status, reason)
+
+
+def test_a_shutdown_does_not_undo_a_prune():
+    run = run_through(queued(), START, PruneRequested("pruned after epoch 1"), ShuttingDown(),
+                      Ended("stopped", None))
+    assert (run.status, run.reason) == ("pruned", "pruned after epoch 1")
+
+
 def test_a_run_stopped_before_it_started():
     run = apply(Ended("stopped", "stopped before it started"), queued(), at(4))
     assert (run.status, run.reason, run.finished_at) == ("stopped", "stopped before it started",
@@ -147,8 +175,8 @@ def test_a_shutdown_interrupts_what_did_not_complete(status, expected):
 def test_a_run_that_ended_stays_as_it_ended():
     done = run_through(queued(), START, Ended("completed", None, test_accuracy=0.9, duration_s=1.0))
     for message in (START, steps(5, 6, 1), Ended("failed", "late"), StopRequested(),
-                    PauseRequested(), Resumed(), ShuttingDown(), Ended.death(-9),
-                    Ended("failed", "late", diverged=Divergence(3, None))):
+                    PruneRequested("late"), PauseRequested(), Resumed(), ShuttingDown(),
+                    Ended.death(-9), Ended("failed", "late", diverged=Divergence(3, None))):
         assert apply(message, done, at(50)) == done, message
 
 

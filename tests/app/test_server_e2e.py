@@ -14,19 +14,21 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from app.runs.state import ACTIVE_STATUSES, STATUSES
 from engine.model import load_model
 from tests.app.conftest import TEST_SUBSET, TRAIN_SUBSET, digit_png
 from tests.app.liveserver import LiveServer, strict_json, wait_for_status
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]
-TERMINAL = {"stopped", "completed", "failed", "interrupted"}
+TERMINAL = set(STATUSES) - set(ACTIVE_STATUSES)  # every status a run ends with
 
 
 def server_env(mnist_dir) -> dict[str, str]:
     return {"MNIST_DIR": str(mnist_dir), "MNIST_LAB_TRAIN_SUBSET": str(TRAIN_SUBSET),
             "MNIST_LAB_TEST_SUBSET": str(TEST_SUBSET),
-            "MNIST_LAB_WORKER_NICE": "0"}  # the test machine is shared: do not yield to others
+            "MNIST_LAB_WORKER_NICE": "0",  # the test machine is shared: do not yield to others
+            "MNIST_LAB_MAX_CONCURRENT_RUNS": "1"}  # these tests queue a run behind another
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,62 @@ def test_runs_metrics_and_restart(tmp_path):
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def test_sweeps_and_their_trials(tmp_path):
+    store = Store(tmp_path / "mnist-lab.sqlite3")
+    sweep = store.create_sweep("lr", {"method": "tpe", "trials": 4}, "2026-01-01T00:00:00+00:00")
+    assert (sweep["name"], sweep["status"], sweep["spec"]["trials"]) == ("lr", "running", 4)
+    trial = store.create_run({"epochs": 2}, "2026-01-01T00:00:01+00:00", sweep["id"], 0)
+    plain = store.create_run({"epochs": 2}, "2026-01-01T00:00:02+00:00")
+    assert (trial["sweep_id"], trial["trial"]) == (sweep["id"], 0)
+    assert (plain["sweep_id"], plain["trial"]) == (None, None)
+    for number, accuracy in ((1, 0.5), (2, 0.7)):
+        store.add_epoch(trial["id"], {"epoch": number, "train_loss": 1.0, "train_accuracy": 0.4,
+                                      "val_loss": 1.0, "val_accuracy": accuracy, "duration_s": 1.0,
+                                      "learning_rate": 0.1})
+    assert store.last_epochs([trial["id"], plain["id"]]) == {trial["id"]: {
+        "epoch": 2, "train_loss": 1.0, "train_accuracy": 0.4, "val_loss": 1.0, "val_accuracy": 0.7,
+        "duration_s": 1.0, "learning_rate": 0.1}}
+    store.update_run(trial["id"], status="pruned")
+    store.update_sweep(sweep["id"], status="completed", finished_at="2026-01-01T00:01:00+00:00")
+    assert store.sweeps()[0]["status"] == "completed"
+    with pytest.raises(KeyError):
+        store.update_sweep(sweep["id"], name="renamed")
+    store.delete_sweep(sweep["id"])
+    assert store.sweeps() == [] and store.run(trial["id"])["status"] == "pruned"
+
+
+VERSION_1_RUNS = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, status TEXT NOT NULL, config TEXT NOT NULL,
+    created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT, duration_s REAL, reason TEXT,
+    epoch INTEGER NOT NULL DEFAULT 0, step INTEGER NOT NULL DEFAULT -1, steps_per_epoch INTEGER,
+    samples_per_second REAL, best_val_accuracy REAL, test_accuracy REAL,
+    has_model INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE epochs (run_id INTEGER NOT NULL, epoch INTEGER NOT NULL, train_loss REAL NOT NULL,
+    train_accuracy REAL NOT NULL, val_loss REAL NOT NULL, val_accuracy REAL NOT NULL,
+    duration_s REAL NOT NULL, learning_rate REAL NOT NULL, PRIMARY KEY (run_id, epoch));
+CREATE TABLE iterations (run_id INTEGER NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    loss REAL NOT NULL, PRIMARY KEY (run_id, step));
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+INSERT INTO runs (status, config, created_at) VALUES ('completed', '{"epochs": 1}', 'then');
+PRAGMA user_version=1;
+"""
+
+
+def test_a_version_1_database_gains_sweeps_and_keeps_its_runs(tmp_path):
+    path = tmp_path / "mnist-lab.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(VERSION_1_RUNS)
+    store = Store(path)
+    [old] = store.runs()
+    assert (old["status"], old["config"], old["sweep_id"], old["trial"]) == (
+        "completed", {"epochs": 1}, None, None)
+    assert store.sweeps() == []
+    store.create_sweep("after the upgrade", {}, "now")
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 def test_a_database_from_a_newer_version_is_refused(tmp_path):
     path = tmp_path / "mnist-lab.sqlite3"
     with sqlite3.connect(path) as db:

@@ -23,6 +23,7 @@ else:
     # The machine may be busy (training runs in other processes): give the page time to answer.
     expect.set_options(timeout=20_000)
 
+from app.runs.state import ACTIVE_STATUSES, STATUSES
 from tests.app.liveserver import LiveServer, wait_for_status
 from tests.conftest import missing_requirement
 from tests.waiting import wait_for
@@ -46,7 +47,7 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 TRAIN_SUBSET = 2000
 TEST_SUBSET = 500
 ACTIVE = {"queued", "running", "paused"}
-FINISHED = {"stopped", "completed", "failed", "interrupted"}
+FINISHED = set(STATUSES) - set(ACTIVE_STATUSES)  # every status a run ends with
 
 
 class Server:
@@ -59,6 +60,7 @@ class Server:
             "MNIST_DIR": str(mnist_dir),
             "MNIST_LAB_TRAIN_SUBSET": str(TRAIN_SUBSET),
             "MNIST_LAB_TEST_SUBSET": str(TEST_SUBSET),
+            "MNIST_LAB_MAX_CONCURRENT_RUNS": "1",  # a second run waits queued, on any machine
             **env,
         })
         self.url = self.live.url

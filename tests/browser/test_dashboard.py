@@ -94,9 +94,16 @@ def test_drawing_a_digit_shows_a_prediction_and_what_the_model_saw(server, train
     expect(prediction).to_have_text(re.compile(r"^[0-9]$"))
     bars = page.get_by_test_id("probabilities").locator(".prob-bar")
     expect(bars).to_have_count(10)
-    heights = bars.evaluate_all("bars => bars.map(b => parseFloat(b.style.height))")
+    # The page predicts while the pen moves, so a later answer may land between two reads: read
+    # the bars and the digit in one evaluation, from the same rendered answer.
+    shown = page.evaluate("""() => ({
+        digit: document.querySelector('[data-testid=prediction]').textContent,
+        heights: [...document.querySelectorAll('[data-testid=probabilities] .prob-bar')]
+            .map(b => parseFloat(b.style.height)),
+    })""")
+    heights = shown["heights"]
     assert 99 <= sum(heights) <= 101, heights
-    assert heights.index(max(heights)) == int(prediction.text_content())
+    assert heights.index(max(heights)) == int(shown["digit"])
     width, height, lit = lit_model_input_pixels(page)
     assert (width, height) == (28, 28)
     assert 20 < lit < 600, lit  # a stroke, centred and scaled like MNIST: neither blank nor full

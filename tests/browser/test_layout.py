@@ -23,7 +23,7 @@ from tests.browser.helpers import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 
-CARDS = ["area-controls", "area-training", "area-draw", "area-history", "area-eval"]
+CARDS = ["area-controls", "area-training", "area-draw", "area-history", "area-eval", "area-sweeps"]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,14 @@ import pytest
 from engine.config import TrainConfig
 from engine.layers import BatchNorm, Dense, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from engine.losses import SoftmaxCrossEntropy
-from engine.model import ModelError, Sequential, build_model, load_model, save_model
+from engine.model import (
+    ModelError,
+    Sequential,
+    build_model,
+    load_model,
+    model_bytes,
+    save_model,
+)
 from tests.engine.test_layers import assert_close, numerical_gradient
 
 
@@ -166,6 +173,18 @@ def test_load_from_a_file_object(tmp_path):
     loaded, _ = load_model(io.BytesIO(data))
     x = np.ones((2, 784), dtype=np.float32)
     np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+
+
+def test_model_bytes_are_the_saved_file(tmp_path):
+    """What a worker without the server's disk sends: the same format, read back the same way."""
+    model = trained_looking_model()
+    data = model_bytes(model, {"epoch": 3})
+    loaded, metadata = load_model(io.BytesIO(data))
+    assert metadata["epoch"] == 3
+    x = np.ones((2, 784), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    (tmp_path / "m.npz").write_bytes(data)
+    assert load_model(tmp_path / "m.npz")[1]["epoch"] == 3
 
 
 def rewrite(path, **changes):
