@@ -1,7 +1,8 @@
 """Live fan-out of a run's events to any number of WebSocket watchers.
 
 A `RunFeed` is the ordered record of one run, shared by every watcher of it: every stored
-iteration point (kept once, as a JSON fragment) and, between them, `epoch` and `status` messages.
+iteration point (kept once, as a JSON fragment) and, between them, `epoch`, `layers` (kept as
+their JSON text) and `status` messages.
 It only ever grows, and nothing in it is changed once added, so watchers never copy it: each keeps
 a cursor into it and, whenever it is free to send, takes what is after its cursor as one
 `iterations` message (at most one every `interval` seconds, at most `page_points` points each).
@@ -40,6 +41,9 @@ from app import memory
 def dumps(value: Any) -> str:
     """Compact JSON that refuses NaN and infinities (they are not JSON)."""
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+RAW = "raw"  # a message kept as JSON text: the fields of its object, without type, run_id and seq
 
 
 def point_json(step: int, epoch: int, loss: float) -> str:
@@ -97,6 +101,11 @@ class RunFeed:
     def add_epoch(self, epoch: dict[str, Any]) -> None:
         self.epochs.append(epoch)
         self.messages.append((len(self.points), {"type": "epoch", **epoch}))
+        self._notify()
+
+    def add_layers(self, body: str) -> None:
+        """A watched step's layer statistics: `body` is the JSON object of its fields."""
+        self.messages.append((len(self.points), {"type": "layers", RAW: body}))
         self._notify()
 
     def add_status(self, run: dict[str, Any]) -> None:
@@ -317,6 +326,10 @@ class Watcher:
         )
 
     async def _send(self, message: dict[str, Any]) -> None:
+        if RAW in message:
+            await self._send_raw(f'{{"type":{dumps(message["type"])},"run_id":{self.feed.run_id},'
+                                 f'"seq":{self._next_seq()},{message[RAW][1:]}')
+            return
         await self._send_raw(dumps({"type": message["type"], "run_id": self.feed.run_id,
                                     "seq": self._next_seq(),
                                     **{k: v for k, v in message.items() if k != "type"}}))

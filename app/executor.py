@@ -1,7 +1,7 @@
 """The worker boundary: where runs train, and how their messages come back.
 
 `Executor` is the whole interface the run service uses: `submit` a job with a callback and get a
-`RunHandle` (stop, pause, resume, terminate); the callback receives the run's messages, typed
+`RunHandle` (stop, pause, resume, step, terminate); the callback receives the run's messages, typed
 (app/protocol.py), decoded once from the wire right here. The local implementation trains each run
 in a process of its own (multiprocessing, spawn); app/executor_ray.py trains each in a Ray actor
 on a cluster instead, without touching routes or storage (app.main.make_executor picks one). Both
@@ -37,6 +37,7 @@ class RunHandle(Protocol):
     def stop(self) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+    def step(self, steps: int) -> None: ...  # a paused run trains `steps` more, then pauses
     def terminate(self) -> None: ...
 
 
@@ -57,10 +58,12 @@ class LocalRunHandle:
         self._on_message = on_message
         self._stop_timeout = stop_timeout
         self._queue = context.Queue()
-        stop_event, running_event, resumes = context.Event(), context.Event(), context.Value("q", 0)
-        self.control = TrainingControl(stop_event, running_event, resumes)
+        stop_event, running_event = context.Event(), context.Event()
+        step_budget, resumes = context.Value("q", 0), context.Value("q", 0)
+        self.control = TrainingControl(stop_event, running_event, step_budget, resumes)
         self.process = context.Process(
-            target=run_worker, args=(job, self._queue, stop_event, running_event, resumes),
+            target=run_worker,
+            args=(job, self._queue, stop_event, running_event, step_budget, resumes),
             name=f"mnist-lab-run-{job.run_id}", daemon=True,
         )
         self._pump = threading.Thread(target=self._pump_messages, name=f"run-{job.run_id}-messages",
@@ -78,6 +81,9 @@ class LocalRunHandle:
 
     def resume(self) -> None:
         self.control.resume()
+
+    def step(self, steps: int) -> None:
+        self.control.step(steps)
 
     def terminate(self) -> None:
         if self.process.is_alive():

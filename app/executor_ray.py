@@ -120,6 +120,10 @@ class RunActor:
     def resume(self) -> None:
         self.control.resume()
 
+    @ray.method(concurrency_group="control")
+    def step(self, steps: int) -> None:
+        self.control.step(steps)
+
 
 def raise_niceness_to(niceness: int) -> None:
     """At least `niceness` (Ray starts its workers nicer than that already, at 15: kept)."""
@@ -155,6 +159,9 @@ class RayRunHandle:
     def resume(self) -> None:
         self._tell("resume")
 
+    def step(self, steps: int) -> None:
+        self._tell("step", steps)
+
     def terminate(self) -> None:
         """End the actor now (the run ends as `died`; its pump reports it)."""
         with contextlib.suppress(RayError, ValueError):
@@ -164,11 +171,11 @@ class RayRunHandle:
         self._pump.join(timeout)
         return not self._pump.is_alive()
 
-    def _tell(self, control: str) -> None:
+    def _tell(self, control: str, *args) -> None:
         # Sent, not awaited (the run service calls this on its event loop); an actor that is gone
         # cannot be told anything, and its pump reports how it ended.
         with contextlib.suppress(RayError):
-            getattr(self.actor, control).remote()
+            getattr(self.actor, control).remote(*args)
 
     # --- the pump thread ----------------------------------------------------------------------
     def _pump_messages(self) -> None:
@@ -316,13 +323,14 @@ class RayExecutor:
 
     def _mnist_in_object_store(self, job: RunJob):
         """MNIST as this server reads it (verified, from its own disk), put once per connection."""
-        key = (str(job.data_dir), job.train_subset, job.test_subset)
+        # The whole training set: the worker holds the validation digits out (its last ones) and
+        # keeps the job's train_subset of the others (app/worker.py).
+        key = (str(job.data_dir), job.test_subset)
         with self._lock:
             if key not in self._mnist:
                 from engine.data import load_mnist  # the server's own copy, checked by SHA-256
 
-                data = load_mnist(job.data_dir, fetch=False, train=job.train_subset,
-                                  test=job.test_subset)
+                data = load_mnist(job.data_dir, fetch=False, test=job.test_subset)
                 self._mnist[key] = ray.put(data)
             return self._mnist[key]
 

@@ -1,15 +1,20 @@
-"""What the dashboard shows about a trained model: its evaluation on the test set and the
-first layer's weights as images. Computed from the saved model file, cached by its version."""
+"""What the dashboard shows about a trained model: its evaluation on the test set, the first
+layer's weights as images, and which hidden units a digit makes fire. Computed from the saved
+model file (evaluation and weights cached by its version)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from typing import Any
 
 import numpy as np
 
 from app import schemas
-from app.predictor import ModelCache, NoModel
+from app.predictor import InputError, ModelCache, NoModel
+from engine.digits import N_INPUTS
+from engine.inside import probe_forward, signed_bytes
 from engine.metrics import confusion_matrix, evaluate, normalise, per_class_accuracy
 from engine.model import Sequential
 
@@ -91,6 +96,32 @@ def first_layer_images(model: Sequential, offset: int = 0,
     return {"units": int(units), "offset": offset, "images": np.round(shown, 4).tolist()}
 
 
+def decode_pixels(text: str) -> np.ndarray:
+    """784 grey values (0..255) from base64url (padding optional); InputError (422) otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise InputError("pixels must be base64url: the 784 grey values of a digit, one byte "
+                         "each (0..255, row-major)") from None
+    if len(raw) != N_INPUTS:
+        raise InputError(f"pixels must hold {N_INPUTS} bytes (28x28 grey values), got {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(1, N_INPUTS)
+
+
+def hidden_units(model: Sequential, pixels: np.ndarray, top: int) -> dict[str, Any]:
+    """The first hidden layer's units that respond most to `pixels` (uint8, (1, 784)): their
+    activations after the activation function, strongest first, and their weights as images."""
+    hidden = probe_forward(model, normalise(pixels, model.dtype))[0][0]
+    weights = model.dense_layers[0].W.value
+    strongest = np.argsort(-hidden, kind="stable")[:top]
+    return {
+        "units": int(len(hidden)),
+        "active": int(np.count_nonzero(hidden > 0)),
+        "top": [{"unit": int(unit), "activation": float(hidden[unit]),
+                 "image": signed_bytes(weights[:, unit])} for unit in strongest],
+    }
+
+
 class Inspector:
     """Evaluations and weight images by run, recomputed only when the model file changes."""
 
@@ -123,6 +154,13 @@ class Inspector:
                                 lambda model: schemas.Weights(**first_layer_images(model)))
         return schemas.Weights(**first_layer_images(self._model(run_id), offset, limit))
 
+    def hidden_units(self, run_id: int, pixels: str, top: int) -> schemas.HiddenUnits:
+        """Not cached: it depends on the digit."""
+        digit = decode_pixels(pixels)
+        model, metadata = self._loaded(run_id)
+        return schemas.HiddenUnits(run_id=run_id, model_epoch=metadata.get("epoch"),
+                                   **hidden_units(model, digit, top))
+
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             if self._test_set is None:
@@ -142,11 +180,15 @@ class Inspector:
 
     def _model(self, run_id: int) -> Sequential:
         """The run's model as its file is now; NoModel (409) if it is missing or unreadable."""
+        return self._loaded(run_id)[0]
+
+    def _loaded(self, run_id: int) -> tuple[Sequential, dict[str, Any]]:
+        """The run's model and its file's metadata; NoModel (409) as `_model`."""
         loaded = self.models.get(run_id)
         if loaded is None:
             raise NoModel(f"the model file of run {run_id} is missing or unreadable; start a new "
                           "run to train one again")
-        return loaded[0]
+        return loaded
 
     def forget(self, run_id: int) -> None:
         for kind in ("evaluation", "weights"):

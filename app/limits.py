@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from app.settings import Settings
 from engine import config as engine_config
 from engine.config import ConfigError, TrainConfig, shown
+from engine.data.split import training_samples
 from engine.digits import TRAIN_SAMPLES
 from engine.footprint import estimated_memory_bytes, parameter_count
 
@@ -38,8 +39,9 @@ class LimitExceeded(HTTPException):
 
 # --- run configs ------------------------------------------------------------------------------------
 def steps_per_run(config: TrainConfig, settings: Settings) -> int:
-    """Optimisation steps the run takes: epochs x batches of the training set it trains on."""
-    samples = min(settings.train_subset or TRAIN_SAMPLES, TRAIN_SAMPLES)
+    """Optimisation steps the run takes: epochs x batches of the digits it trains on (those not
+    held out for validation, at most the server's train_subset)."""
+    samples = max(training_samples(TRAIN_SAMPLES, config.validation_size, settings.train_subset), 1)
     return config.epochs * math.ceil(samples / config.batch_size)
 
 

@@ -1,6 +1,7 @@
 """What `GET /api/options` answers: presets, the values each config field may take on this
 server, the server's limits, whether writes need a token, the `mnist-lab train` option
-of each config field, and what a run's name, tags and notes may hold."""
+of each config field, what a run's name, tags and notes may hold, the statuses a run may have,
+and the network's fixed sizes (inputs, classes) the page counts parameters with."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from app.sweeps.record import SWEEP_STATUSES
 from app.sweeps.spec import METHODS, METRICS, PRUNERS
 from engine.cli import config_flags
 from engine.config import CHOICES, preset_config
+from engine.digits import IMAGE_SIDE, N_CLASSES, N_INPUTS
+from engine.footprint import BATCH_NORM_PARAMETERS_PER_UNIT
 from engine.presets import PRESETS
 
 
@@ -30,4 +33,6 @@ def describe(settings: Settings) -> schemas.Options:
         active_statuses=list(ACTIVE_STATUSES),
         sweeps=schemas.SweepOptions(methods=list(METHODS), pruners=list(PRUNERS),
                                     metrics=dict(METRICS), statuses=list(SWEEP_STATUSES)),
+        network=schemas.Network(inputs=N_INPUTS, image_side=IMAGE_SIDE, classes=N_CLASSES,
+                                batch_norm_parameters_per_unit=BATCH_NORM_PARAMETERS_PER_UNIT),
     )

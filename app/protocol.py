@@ -1,9 +1,12 @@
 """The run protocol: every message that crosses the worker boundary, as a type.
 
 A worker (a local process today, a Ray actor tomorrow) reports a run with these messages, in this
-order: one `StartEvent`, then `Iterations` (steps batched ~20 times a second), an `EpochEvent` and
-a `Checkpoint` after each epoch, `PauseEvent`s when a pause takes effect or ends, and exactly one
-`Ended`, last. `StartEvent`, `EpochEvent` and `PauseEvent` are the engine's own events, unchanged.
+order: one `StartEvent`, then `Iterations` (steps batched ~20 times a second), `LayersEvent`s
+(the layer statistics of a watched step, after the `Iterations` holding that step), an
+`EpochEvent` after each epoch (then the epoch's `LayersEvent`, then a `Checkpoint` if the run keeps
+that epoch's model), `PauseEvent`s when a pause takes effect or ends, and exactly one `Ended`,
+last. `StartEvent`, `EpochEvent`, `LayersEvent` and `PauseEvent` are the engine's own events,
+unchanged.
 A worker that shares no disk with the server (a Ray actor on another node) sends `CheckpointBytes`
 instead of `Checkpoint`: its executor writes them where the worker would have saved the file and
 hands the run service the `Checkpoint` it would have sent, so the service never sees the difference.
@@ -29,7 +32,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
 
-from engine.events import Divergence, EndEvent, EpochEvent, PauseEvent, StartEvent
+from engine.events import Divergence, EndEvent, EpochEvent, LayersEvent, PauseEvent, StartEvent
 
 Point = tuple[int, int, float]  # (step, epoch, loss)
 EndStatus = Literal["completed", "stopped", "failed"]
@@ -48,8 +51,10 @@ class Iterations:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The model after `epoch` was saved at `path` (next to the run's model, under a name of its
-    own); the server moves it into place once it has stored the epoch."""
+    """The model of `epoch` was saved at `path` (next to the run's model, under a name of its
+    own); the server moves it into place once it has stored the epoch. Sent for the epochs the
+    run keeps: each one better on validation than the ones before (every epoch when nothing is
+    held out), and once more at the end for the kept one, with its test accuracy inside."""
 
     epoch: int
     path: str
@@ -81,17 +86,18 @@ class Ended:
 
     status: EndStatus
     reason: str | None
-    test_accuracy: float | None = None
+    test_accuracy: float | None = None  # of the kept model (Checkpoint), on the test set
     duration_s: float | None = None  # None: not measured by the worker; the server counts it
     traceback: str | None = None  # for the server's log: where a worker failed
     died: bool = False  # the process ended without reporting how
     diverged: Divergence | None = None
+    test_loss: float | None = None
     event: ClassVar[str] = "end"
 
     @classmethod
     def of(cls, end: EndEvent) -> Ended:
         return cls(end.status, end.reason, end.test_accuracy, end.duration_s,
-                   diverged=end.diverged)
+                   diverged=end.diverged, test_loss=end.test_loss)
 
     @classmethod
     def failure(cls, error: BaseException) -> Ended:
@@ -115,7 +121,8 @@ class Ended:
         return cls("failed", reason, died=True)
 
 
-Message = StartEvent | Iterations | EpochEvent | Checkpoint | CheckpointBytes | PauseEvent | Ended
+Message = (StartEvent | Iterations | EpochEvent | LayersEvent | Checkpoint | CheckpointBytes
+           | PauseEvent | Ended)
 MESSAGES: dict[str, type] = {kind.event: kind for kind in get_args(Message)}  # by wire name
 
 
@@ -140,12 +147,14 @@ def from_wire(wire: dict[str, Any]) -> Message:
     if kind is CheckpointBytes and "content" in fields:
         fields["content"] = _base64_bytes(fields["content"])
     try:
+        if hasattr(kind, "from_dict"):  # nested dataclasses (LayersEvent)
+            return kind.from_dict(fields)
         if kind is Iterations and "points" in fields:
             fields["points"] = tuple(tuple(point) for point in fields["points"])
         if kind is Ended and isinstance(fields.get("diverged"), dict):
             fields["diverged"] = Divergence(**fields["diverged"])
         return kind(**fields)
-    except TypeError as error:
+    except (TypeError, KeyError) as error:
         raise ProtocolError(f"a malformed {wire['event']!r} message: {error}") from None
 
 

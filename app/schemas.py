@@ -103,6 +103,12 @@ class RunConfig(BaseModel):
     batch_size: Integer | None = None
     epochs: Integer | None = None
     seed: Integer | None = None
+    validation_size: Integer | None = Field(
+        None, description="training digits held out for validation, the last ones (default 5000; "
+                          "0: train on all and report no validation)")
+    stats_every: Integer | None = Field(
+        None, description="layer statistics every this many steps and after every epoch "
+                          "(default 100; 0: none)")
     augmentation: Augmentation | None = None
 
 
@@ -124,6 +130,14 @@ class Progress(Answer):
     steps_total: int
     samples_per_second: float | None
     eta_s: float | None
+
+
+class Samples(Answer):
+    """The digits of a run: trained on, held out for validation, tested on once at the end."""
+
+    train: int
+    validation: int = Field(description="0: nothing held out, no validation")
+    test: int
 
 
 class Divergence(Answer):
@@ -155,8 +169,15 @@ class RunSummary(Answer):
     duration_s: float | None
     reason: str | None
     progress: Progress
-    best_val_accuracy: float | None
-    test_accuracy: float | None
+    samples: Samples
+    best_val_accuracy: float | None = Field(description="the best epoch's, on the validation set")
+    test_accuracy: float | None = Field(
+        description="the kept model's (model_epoch), on the test set, measured once at the end")
+    test_loss: float | None
+    model_epoch: int | None = Field(description=(
+        "the epoch whose weights the run's model holds: the best on validation (selected on "
+        "validation), or the latest one when nothing is held out"))
+    stepping: bool = Field(description="a step request (POST .../step) is under way")
     has_model: bool
     is_active_model: bool
     name: str | None = Field(description="the name its user gave it; null: none given")
@@ -194,6 +215,69 @@ class Metrics(Answer):
     next_after: int | None = Field(description=(
         "null when these are the last stored steps; else more follow: ask again with "
         "after=<this> (the Link header says the same)"))
+
+
+MAX_STEPS_PER_REQUEST = 1000  # the answer waits for them: a few seconds to half a minute
+
+
+class StepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"steps": 10}]})
+
+    steps: int = Field(1, ge=1, le=MAX_STEPS_PER_REQUEST,
+                       description="iterations to train before pausing again")
+
+
+class HistogramAnswer(Answer):
+    edges: list[float] = Field(description="bin edges, from one fixed grid (docs/inside.md)")
+    counts: list[int] = Field(description="counts[i]: values in [edges[i], edges[i+1])")
+
+
+class LayerStatsAnswer(Answer):
+    name: str
+    shape: list[int] = Field(description="(inputs, units)")
+    weights: HistogramAnswer
+    gradients: HistogramAnswer
+    activations: HistogramAnswer
+    grad_norm: float
+    update_ratio: float
+    dead_fraction: float | None
+
+
+class FirstLayerAnswer(Answer):
+    units: int
+    images: list[str] = Field(description="per unit shown: 784 signed bytes, base64")
+    class_activations: list[list[float] | None]
+
+
+class LayersSnapshot(Answer):
+    """The layer statistics of one watched step (the `layers` message, without its envelope)."""
+
+    epoch: int
+    step: int
+    learning_rate: float
+    epoch_end: bool
+    layers: list[LayerStatsAnswer]
+    first_layer: FirstLayerAnswer | None
+
+
+class LayersHistory(Answer):
+    snapshots: list[LayersSnapshot]
+    more: bool = Field(description="more snapshots follow: ask again with after=<last step>")
+
+
+class HiddenUnit(Answer):
+    unit: int
+    activation: float
+    image: str = Field(description="its 784 incoming weights, signed bytes w/max|w|*127, base64")
+
+
+class HiddenUnits(Answer):
+    run_id: int
+    model_epoch: int | None
+    units: int = Field(description="units in the first hidden layer")
+    active: int = Field(description="of them, how many fire (activation > 0) for this input")
+    top: list[HiddenUnit]
 
 
 class Misclassified(Answer):
@@ -366,6 +450,15 @@ class SweepOptions(Answer):
     statuses: list[str]
 
 
+class Network(Answer):
+    inputs: int = Field(description="pixels of a digit, the input layer's size (28 x 28)")
+    image_side: int = Field(description="a digit's side in pixels")
+    classes: int = Field(description="digits 0-9, the output layer's size")
+    batch_norm_parameters_per_unit: int = Field(description=(
+        "parameters a batch norm adds per hidden unit (scale and shift); a network's count is "
+        "the weights and biases of each layer plus these"))
+
+
 class Options(Answer):
     presets: list[Preset]
     choices: dict[str, list[str]]
@@ -382,6 +475,7 @@ class Options(Answer):
     statuses: list[RunStatus] = Field(description="every status a run may have")
     active_statuses: list[RunStatus] = Field(description="the statuses of a run that may change")
     sweeps: SweepOptions
+    network: Network
 
 
 class Error(Answer):

@@ -1,6 +1,7 @@
 """Persistence: one SQLite file (WAL) holding runs, their configs, per-epoch metrics, every
-per-iteration loss, and the sweeps whose trials some runs are. Model weights live next to it as
-`.npz` files (written by the workers); a sweep's optimiser keeps its own journal (app/sweeps/).
+per-iteration loss, the layer statistics of the watched steps, and the sweeps whose trials some
+runs are. Model weights live next to it as `.npz` files (written by the workers); a sweep's
+optimiser keeps its own journal (app/sweeps/).
 
 The store is plain synchronous sqlite3 behind a lock, so it can be called from the event loop
 (small writes) and from worker threads (reads, a slice at a time so that the lock is never held
@@ -44,6 +45,19 @@ def _epoch_columns() -> dict[str, str]:
 
 EPOCH_COLUMNS = _epoch_columns()
 _EPOCH_COLUMNS_SQL = "".join(f"    {name} {kind},\n" for name, kind in EPOCH_COLUMNS.items())
+_EPOCHS_TABLE = f"""CREATE TABLE IF NOT EXISTS epochs (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+{_EPOCH_COLUMNS_SQL}    PRIMARY KEY (run_id, epoch)
+) WITHOUT ROWID;"""
+# One row per watched step: its LayersEvent as JSON (a few kB; with the first layer's images at
+# an epoch's end, up to ~90 kB). A rowid table: its rows are too large for WITHOUT ROWID.
+_LAYERS_TABLE = """CREATE TABLE IF NOT EXISTS layers (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);"""
 
 # The schema's history: MIGRATIONS[n - 1] brings a database from version n - 1 to n (version 0:
 # a new, empty file). A database runs the ones it lacks, in order, each in one transaction with its
@@ -68,10 +82,7 @@ CREATE TABLE IF NOT EXISTS runs (
     test_accuracy REAL,
     has_model INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-{_EPOCH_COLUMNS_SQL}    PRIMARY KEY (run_id, epoch)
-) WITHOUT ROWID;
+{_EPOCHS_TABLE}
 CREATE TABLE IF NOT EXISTS iterations (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     step INTEGER NOT NULL,
@@ -107,7 +118,24 @@ CREATE TABLE sweeps (
 ALTER TABLE runs ADD COLUMN sweep_id INTEGER;
 ALTER TABLE runs ADD COLUMN trial INTEGER;
 """
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+# 4: held-out validation. Before it, an epoch's train_loss/train_accuracy were the running mean
+# over its batches: they move to running_loss/running_accuracy, and the clean train metric, never
+# measured then, is NULL (their "validation" was the test set). Runs get test_loss and
+# model_epoch; the layer statistics get their table. (The epochs table is rebuilt: its val_*
+# columns were NOT NULL, and a run without validation has none.)
+_VERSION_4 = f"""
+ALTER TABLE runs ADD COLUMN test_loss REAL;
+ALTER TABLE runs ADD COLUMN model_epoch INTEGER;
+ALTER TABLE epochs RENAME TO epochs_v2;
+{_EPOCHS_TABLE}
+INSERT INTO epochs (run_id, epoch, val_loss, val_accuracy, running_loss, running_accuracy,
+                    duration_s, learning_rate)
+    SELECT run_id, epoch, val_loss, val_accuracy, train_loss, train_accuracy, duration_s,
+           learning_rate FROM epochs_v2;
+DROP TABLE epochs_v2;
+{_LAYERS_TABLE}
+"""
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 SWEEP_COLUMNS = ("status", "reason", "finished_at")  # what a sweep's changes update
 
@@ -115,6 +143,7 @@ RUN_COLUMNS = (  # the columns a run's changes update (RunState, app/runs/state.
     "status", "started_at", "finished_at", "duration_s", "reason", "epoch", "step",
     "steps_per_epoch", "samples_per_second", "best_val_accuracy", "test_accuracy", "has_model",
     "name", "tags", "notes", "diverged_step", "diverged_loss",  # version 2
+    "test_loss", "model_epoch",  # version 4
 )
 JSON_COLUMNS = frozenset({"tags"})  # stored as JSON text, read back as lists
 SQLITE_INTEGER_MAX = 2**63 - 1  # run ids and steps are SQLite integers
@@ -319,6 +348,30 @@ class Store:
                 (run_id,),
             ).fetchall()
         return [dict(row) for row in rows]
+
+    def add_layers(self, run_id: int, step: int, epoch: int, body: str) -> None:
+        """Store one watched step's layer statistics (`body`: its JSON); a step already stored
+        is replaced."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO layers (run_id, step, epoch, body) VALUES (?, ?, ?, ?)",
+                (run_id, step, epoch, body))
+
+    def layers(self, run_id: int, after: int = -1, limit: int = 100,
+               max_bytes: int = 4 * 1024 * 1024) -> tuple[list[str], bool]:
+        """The JSON of the watched steps after `after`, in step order: at most `limit` of them
+        and, past the first, at most `max_bytes` of JSON; and whether more follow."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM layers WHERE run_id = ? AND step > ? ORDER BY step LIMIT ?",
+                (run_id, after, limit + 1)).fetchall()
+        bodies, size = [], 0
+        for (body,) in rows[:limit]:
+            if bodies and size + len(body) > max_bytes:
+                return bodies, True
+            bodies.append(body)
+            size += len(body)
+        return bodies, len(rows) > limit
 
     def last_epochs(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """The latest stored epoch of each of these runs (a run without one is left out)."""

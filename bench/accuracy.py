@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def progress(event) -> None:
         if event.event == "epoch":
-            print(f"epoch {event.epoch}/{config.epochs}: test accuracy {event.val_accuracy:.4f}, "
+            validation = ("no validation" if event.val_accuracy is None
+                          else f"validation accuracy {event.val_accuracy:.4f}")
+            print(f"epoch {event.epoch}/{config.epochs}: {validation}, "
                   f"{event.duration_s:.1f}s", file=sys.stderr, flush=True)
 
     started, cpu_started = time.perf_counter(), time.process_time()

@@ -58,14 +58,16 @@ def measure(variant: str, preset: str, epochs: int, data_dir: str | None,
     """Train `preset` for `epochs` epochs the `variant` way (on the first `subset` training and
     test digits, None: all); times in seconds."""
     from engine.config import preset_config
-    from engine.data import load_mnist
+    from engine.data import hold_out, load_mnist
     from engine.pipeline import BatchPipeline
     from engine.trainer import Trainer
 
     config = preset_config(preset).replace(epochs=epochs)
     if variant == "compute":
         config = config.replace(augmentation={})
-    data = load_mnist(Path(data_dir) if data_dir else None).subset(*subset)
+    # As the server's workers: the validation digits held out, a slice of the others trained on.
+    data = hold_out(load_mnist(Path(data_dir) if data_dir else None, test=subset[1]),
+                    config.validation_size, train=subset[0])
     preparing = [0.0]
 
     class TimedPipeline(BatchPipeline):

@@ -118,6 +118,8 @@ TRAIN_OPTIONS = {
     "batch_size": "batch_size",
     "epochs": "epochs",
     "seed": "seed",
+    "validation_size": "validation_size",
+    "stats_every": "stats_every",
 }
 
 
@@ -169,6 +171,17 @@ def _add_train_parser(commands) -> None:
     opt.add_argument("--batch-size", type=int, metavar="N")
     opt.add_argument("--epochs", type=int, metavar="N")
     opt.add_argument("--seed", type=int, metavar="N", help="same seed and config: same result")
+    honest = train.add_argument_group(
+        "validation and statistics",
+        "the last N training digits are held out as the validation set: the per-epoch "
+        "validation metrics and the epoch the model keeps come from them; the test set is "
+        "evaluated once, at the end")
+    honest.add_argument("--validation-size", type=int, metavar="N",
+                        help="training digits held out for validation (default 5000; 0: train on "
+                        "all 60,000 and report no validation)")
+    honest.add_argument("--stats-every", type=int, metavar="STEPS",
+                        help="with --json: layer statistics every STEPS steps and after every "
+                        "epoch (default 100; 0: none)")
     augment = train.add_argument_group(
         "augmentation", "random distortions of each training batch; each option overrides the "
         "preset's value, the others keep it")
@@ -180,7 +193,8 @@ def _add_train_parser(commands) -> None:
     out = train.add_argument_group("output")
     out.add_argument("--save", type=Path, metavar="PATH", help="write the trained model (.npz) here")
     out.add_argument("--json", action="store_true",
-                     help="one JSON object per event on stdout (start, iteration, epoch, end)")
+                     help="one JSON object per event on stdout (start, iteration, epoch, layers, "
+                     "pause, end)")
     add_data_dir(train)
     train.set_defaults(func=cmd_train)
 
@@ -257,6 +271,8 @@ def stop_on_interrupt(control):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.control import TrainingControl
+    from engine.data import SplitError
+    from engine.inside import LayerWatch
     from engine.model import save_model
     from engine.reporters import EpochReport, JsonLines
     from engine.trainer import Trainer
@@ -269,14 +285,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     control = TrainingControl()
     report = JsonLines() if args.json else EpochReport()
-    trainer = Trainer(config, data, [report], control)
+    # Layer statistics only where someone reads them: the JSON lines.
+    listeners = [report, LayerWatch(config.stats_every)] if args.json else [report]
+    try:
+        trainer = Trainer(config, data, listeners, control)
+    except SplitError as error:
+        raise UsageError(str(error).replace("validation_size", "--validation-size")) from None
     if not args.json:
         layers = "-".join(str(n) for n in (784, *config.hidden_layers, 10))
+        split = trainer.data
+        held_out = (f", {len(split.validation_labels):,} held out for validation"
+                    if split.has_validation else ", none held out: no validation")
         print(f"training {layers} ({config.preset or 'custom'}: {config.optimizer} lr "
               f"{config.learning_rate:g}, {config.lr_schedule} schedule, batch {config.batch_size}, "
               f"{config.epochs} epochs, seed {config.seed}"
               f"{', augmented' if config.augmentation.enabled else ''}) "
-              f"on {len(data.train_labels):,} digits", flush=True)
+              f"on {len(split.train_labels):,} digits{held_out}", flush=True)
     try:
         with stop_on_interrupt(control):
             end = trainer.run()
@@ -289,7 +313,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     if args.save:
         path = save_model(trainer.model, args.save, {
-            "test_accuracy": end.test_accuracy, "status": end.status,
+            "test_accuracy": end.test_accuracy, "test_loss": end.test_loss,
+            "model_epoch": end.model_epoch, "status": end.status,
             "epochs_completed": end.epochs_completed, "steps_completed": end.steps_completed,
         })
         print(f"saved model to {path}", file=sys.stderr if args.json else sys.stdout)

@@ -63,6 +63,8 @@ FIELD_BOUNDS: dict[str, Bounds] = {
     "batch_size": Bounds(1, 60000, integer=True),
     "epochs": Bounds(1, 1000, integer=True),
     "seed": Bounds(0, 2**32 - 1, integer=True),
+    "validation_size": Bounds(0, 50_000, integer=True),
+    "stats_every": Bounds(0, 100_000, integer=True),
 }
 LAYER_UNITS = Bounds(1, 65536, integer=True)  # the size of each hidden layer
 MAX_HIDDEN_LAYERS = 16
@@ -140,6 +142,13 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 10
     seed: int = 0
+    # The last `validation_size` training digits are held out: never trained on, the per-epoch
+    # val_* metrics and every choice (the epoch to keep, the best run) come from them; 0 trains
+    # on all 60,000 and reports no validation (engine/data/split.py).
+    validation_size: int = 5000
+    # Layer statistics (engine/inside.py) every `stats_every` steps and after every epoch; 0: off.
+    # They never change the training itself. The default keeps their cost under 3% (docs/inside.md).
+    stats_every: int = 100
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     preset: str | None = None
 

@@ -23,31 +23,35 @@ def layer_sizes(config: TrainConfig) -> list[int]:
     return [N_INPUTS, *config.hidden_layers, N_CLASSES]
 
 
+BATCH_NORM_PARAMETERS_PER_UNIT = 2  # its scale and shift
+
+
 def parameter_count(config: TrainConfig) -> int:
     """Weights and biases of every Dense layer, plus scale and shift of each batch norm."""
     sizes = layer_sizes(config)
     dense = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:], strict=False))
-    norm = 2 * sum(config.hidden_layers) if config.batch_norm else 0
+    norm = BATCH_NORM_PARAMETERS_PER_UNIT * sum(config.hidden_layers) if config.batch_norm else 0
     return dense + norm
 
 
 def estimated_memory_bytes(config: TrainConfig) -> int:
     """A generous estimate of a training process's peak memory, in bytes (float32 throughout).
 
-    Parameters: the weights, their gradients, the optimizer's state (0, 1 or 2 arrays per weight)
-    and one copy while a checkpoint is written. Activations: per sample of the largest batch (a
-    training batch, or an evaluation chunk), the input three times (raw, normalised or augmented,
-    its gradient) and, per hidden unit, about eight arrays (pre-activation, activation, their
-    gradients, a dropout mask, the layers' buffers, NumPy's temporaries), three more with batch
-    norm, plus the logits and softmax. Measured peak resident memory (VmHWM) of a fresh process
-    after 3 steps and the evaluation (tests/engine/test_footprint.py checks the second): 113 MB
-    for [128] x 128 (estimate 240), 325 MB for adam [1024, 1024] x 2048 with the `default`
-    preset's augmentation (estimate 546), 837 MB for adam [2048, 2048] x 4096 with batch norm and
-    dropout (estimate 1403).
+    Parameters: the weights, their gradients, the optimizer's state (0, 1 or 2 arrays per weight),
+    one copy while a checkpoint is written, the copy of the epoch the run keeps (selected on
+    validation) and the layer statistics' copy of the weights before a watched step.
+    Activations: per sample of the largest batch (a training batch, or an evaluation chunk), the
+    input three times (raw, normalised or augmented, its gradient) and, per hidden unit, about
+    eight arrays (pre-activation, activation, their gradients, a dropout mask, the layers'
+    buffers, NumPy's temporaries), three more with batch norm, plus the logits and softmax.
+    Measured peak resident memory (VmHWM) of a fresh process after 3 steps and the evaluation
+    (tests/engine/test_footprint.py checks the second): 113 MB for [128] x 128 (estimate 241),
+    325 MB for adam [1024, 1024] x 2048 with the `default` preset's augmentation (estimate 561),
+    837 MB for adam [2048, 2048] x 4096 with batch norm and dropout (estimate 1450).
     """
     parameters = parameter_count(config)
     state_arrays = OPTIMIZER_CLASSES[config.optimizer].state_arrays
-    parameter_bytes = 4 * parameters * (3 + state_arrays)
+    parameter_bytes = 4 * parameters * (5 + state_arrays)
     per_sample = 4 * (3 * N_INPUTS + 8 * sum(config.hidden_layers) + 3 * N_CLASSES)
     if config.batch_norm:
         per_sample += 4 * 3 * sum(config.hidden_layers)

@@ -22,34 +22,46 @@ class JsonLines:
 
 class EpochReport:
     """A progress bar per epoch (stderr, with ETA) and one line per finished epoch, in the
-    notebook's words: `epoch 3/10  training_loss 0.1234  validation_acc 0.9712 ...`."""
+    notebook's words: `epoch 3/10  training_loss 0.1234  validation_acc 0.9712 ...` (training_*:
+    the clean metric on training digits; running_loss: the mean over the epoch's batches)."""
 
     def __init__(self, stream=None):
         self.stream = stream if stream is not None else sys.stdout
         self.epochs = 0
         self.steps_per_epoch = 0
+        self.validated = False
         self.bar = None
+
+    @property
+    def _selection(self) -> str:
+        return ", selected on validation" if self.validated else ", the last"
 
     def __call__(self, event: Event) -> None:
         match event:
             case StartEvent(epochs=epochs, steps_per_epoch=steps_per_epoch):
                 self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+                self.validated = event.validation_samples > 0
             case IterationEvent():
                 self._advance(event)
             case EpochEvent():
                 self.close()
+                validation = "" if event.val_loss is None else (
+                    f"  validation_loss {event.val_loss:.4f}  validation_acc {event.val_accuracy:.4f}")
                 self._print(f"epoch {event.epoch}/{self.epochs}  training_loss {event.train_loss:.4f}  "
-                            f"training_acc {event.train_accuracy:.4f}  validation_loss "
-                            f"{event.val_loss:.4f}  validation_acc {event.val_accuracy:.4f}  "
-                            f"lr {event.learning_rate:.4g}  {event.duration_s:.1f}s")
+                            f"training_acc {event.train_accuracy:.4f}{validation}  running_loss "
+                            f"{event.running_loss:.4f}  lr {event.learning_rate:.4g}  "
+                            f"{event.duration_s:.1f}s")
             case EndEvent(status="completed"):
                 self.close()
-                self._print(f"test_accuracy {event.test_accuracy:.4f}  ({event.epochs_completed} "
-                            f"epochs in {event.duration_s:.1f}s)")
+                self._print(f"test_accuracy {event.test_accuracy:.4f}  test_loss "
+                            f"{event.test_loss:.4f}  (model of epoch {event.model_epoch}"
+                            f"{self._selection}; {event.epochs_completed} epochs in "
+                            f"{event.duration_s:.1f}s)")
             case EndEvent(status="stopped"):
                 self.close()
                 accuracy = "" if event.test_accuracy is None else (
-                    f"  test_accuracy {event.test_accuracy:.4f}")
+                    f"  test_accuracy {event.test_accuracy:.4f} (model of epoch "
+                    f"{event.model_epoch}{self._selection})")
                 self._print(f"stopped after {event.steps_completed} steps ({event.epochs_completed} "
                             f"full epochs){accuracy}")
             case _:

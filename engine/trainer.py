@@ -8,12 +8,18 @@
             dL/dθ by backpropagation                            backward
             θ ← optimiser(θ, dL/dθ, η(t))                       update
             → IterationEvent
-        evaluate on every test sample                           → EpochEvent
+        evaluate on the validation digits and on a fixed sample of training digits
+        keep θ if its validation accuracy is the best so far    → EpochEvent
+    θ ← the kept θ; evaluate it once on the test set
     → EndEvent (completed, stopped, or failed with a reason)
 
+The validation digits are the last `validation_size` training digits, held out (never trained on,
+never distorted: engine/data/split.py); with none held out the latest epoch is kept.
+
 Listeners are given to the constructor; one that needs the trainer itself (its model, say) has a
-`bind(trainer)` method, called once before any event. The loop measures nothing about its own
-speed: `engine.throughput.Throughput` is a listener that times the steps.
+`bind(trainer)` method, called once before any event, and may emit events of its own through
+`emit` (engine.inside.LayerWatch does). The loop measures nothing about its own speed:
+`engine.throughput.Throughput` is a listener that times the steps.
 
 The batches are shuffled, gathered and distorted ahead in a second process (engine/pipeline.py),
 and the evaluation runs on two threads: the second core works while this one trains.
@@ -27,12 +33,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
 
 from engine.config import TrainConfig
 from engine.control import TrainingControl
+from engine.data.split import hold_out
 from engine.events import (
     Binding,
     Divergence,
@@ -43,6 +51,7 @@ from engine.events import (
     Listener,
     PauseEvent,
     StartEvent,
+    validation_score,
 )
 from engine.losses import SoftmaxCrossEntropy
 from engine.metrics import EVALUATION_BATCH, evaluate
@@ -55,14 +64,18 @@ from engine.schedules import learning_rate
 # probability below e^-100 on average: the weights have blown up. With the fused, stable loss this
 # stays finite (dead ReLUs keep it so), hence a bound and not only a NaN check.
 DIVERGED_LOSS = 100.0
+TRAIN_METRIC_SAMPLES = 5000  # training digits the clean train metric is measured on
 # Evaluation runs on the trainer's thread and a second one (the core that prepares batches is idle
 # then, every slot it may fill full), each on half an evaluation batch: the memory of one.
 EVALUATION_THREADS = 2
 
 
 class Trainer:
-    """Trains `model` on `data` (anything with uint8 `train_images`, `train_labels`, `test_images`,
-    `test_labels`) as `config` says, calling every listener with every event."""
+    """Trains `model` on `data` as `config` says, calling every listener with every event.
+
+    `data`: anything with uint8 `train_images`, `train_labels`, `test_images`, `test_labels` (the
+    last `config.validation_size` training digits are held out for validation), or a
+    `engine.data.Split` whose validation set is already held out."""
 
     def __init__(
         self,
@@ -73,7 +86,7 @@ class Trainer:
         model: Sequential | None = None,
     ):
         self.config = config
-        self.data = data
+        self.data = hold_out(data, config.validation_size)
         self.listeners = list(listeners)
         self.control = control or TrainingControl()
         # One seed drives everything, through independent streams: init, dropout, shuffling,
@@ -90,7 +103,11 @@ class Trainer:
         self.last_iteration_epoch = 1  # the epoch EndEvent reports: where the last step began
         self.epochs_completed = 0
         self.diverged: Divergence | None = None  # where the loss blew up, if it did
-        self._validated: tuple[int, float] | None = None  # (step, accuracy) of the last validation
+        # The weights the run keeps: those of the epoch with the best validation accuracy (the
+        # latest epoch when nothing is held out), as (epoch, (accuracy, -loss), arrays).
+        self.kept: tuple[int, tuple[float, float], dict[str, np.ndarray]] | None = None
+        self._pending: deque[Event] = deque()
+        self._emitting = False
         for listener in self.listeners:
             if isinstance(listener, Binding):
                 listener.bind(self)
@@ -99,9 +116,26 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.train_labels) / self.config.batch_size)
 
+    @property
+    def model_epoch(self) -> int | None:
+        """The epoch whose weights the run keeps (None before the first epoch ends)."""
+        return None if self.kept is None else self.kept[0]
+
     def emit(self, event: Event) -> None:
-        for listener in self.listeners:
-            listener(event)
+        """Give `event` to every listener, in order. An event a listener emits meanwhile waits
+        until this one has reached every listener, so all see the events in the same order."""
+        self._pending.append(event)
+        if self._emitting:
+            return
+        self._emitting = True
+        try:
+            while self._pending:
+                pending = self._pending.popleft()
+                for listener in self.listeners:
+                    listener(pending)
+        finally:
+            self._emitting = False
+            self._pending.clear()
 
     def _prepare_batches(self) -> BatchPipeline:
         """Every epoch's shuffled (and distorted) batches, prepared ahead in a second process."""
@@ -110,9 +144,8 @@ class Trainer:
                              config.epochs, config.augmentation, self._shuffle_rng,
                              self._augment_rng, self.model.dtype)
 
-    def _evaluate(self):
-        return evaluate(self.model, self.data.test_images, self.data.test_labels,
-                        batch_size=EVALUATION_BATCH // EVALUATION_THREADS,
+    def _evaluate(self, images: np.ndarray, labels: np.ndarray):
+        return evaluate(self.model, images, labels, batch_size=EVALUATION_BATCH // EVALUATION_THREADS,
                         threads=EVALUATION_THREADS)
 
     def run(self) -> EndEvent:
@@ -122,7 +155,8 @@ class Trainer:
         try:
             self.emit(StartEvent(epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch,
                                  train_samples=len(self.data.train_labels),
-                                 test_samples=len(self.data.test_labels)))
+                                 test_samples=len(self.data.test_labels),
+                                 validation_samples=len(self.data.validation_labels)))
             with self._prepare_batches() as batches:
                 for epoch in range(1, self.config.epochs + 1):
                     outcome = self._train_epoch(epoch, batches)
@@ -131,21 +165,21 @@ class Trainer:
                         break
         except Exception as error:  # reported to listeners through the EndEvent
             status, reason = "failed", f"{type(error).__name__}: {error}"
-        test_accuracy = None
-        if status != "failed" and self.step > 0:
-            if self._validated is not None and self._validated[0] == self.step:
-                test_accuracy = self._validated[1]  # no step since: the same weights, the same data
-            else:
-                test_accuracy = self._evaluate().accuracy
+        test = None
+        if status != "failed" and self.kept is not None:
+            self.model.load_state(self.kept[2])  # the epoch selected on validation
+            test = self._evaluate(self.data.test_images, self.data.test_labels)
         end = EndEvent(
             epoch=self.last_iteration_epoch,
             status=status,
             reason=reason,
             epochs_completed=self.epochs_completed,
             steps_completed=self.step,
-            test_accuracy=test_accuracy,
+            test_accuracy=None if test is None else test.accuracy,
             duration_s=time.perf_counter() - started,
             diverged=self.diverged,
+            test_loss=None if test is None else test.loss,
+            model_epoch=self.model_epoch,
         )
         self.emit(end)
         return end
@@ -182,22 +216,43 @@ class Trainer:
                                      samples=len(y)))
             self.step += 1
 
-        validation = self._evaluate()
-        self._validated = (self.step, validation.accuracy)
-        if not math.isfinite(validation.loss):
-            self.diverged = Divergence(self.step, None)  # the weights the next step would use
-            return "failed", "diverged: the validation loss is not finite; lower the learning rate"
+        train = self._evaluate(data.train_images[:TRAIN_METRIC_SAMPLES],
+                               data.train_labels[:TRAIN_METRIC_SAMPLES])
+        validation = None
+        if data.has_validation:
+            validation = self._evaluate(data.validation_images, data.validation_labels)
+        for name, measured in (("validation", validation), ("training-digit", train)):
+            if measured is not None and not math.isfinite(measured.loss):
+                self.diverged = Divergence(self.step, None)  # the weights the next step would use
+                return "failed", (f"diverged: the {name} loss is not finite; lower the "
+                                  "learning rate")
         self.epochs_completed = epoch
+        self._keep(epoch, validation)
         self.emit(EpochEvent(
             epoch=epoch,
-            train_loss=loss_sum / n,
-            train_accuracy=correct / n,
-            val_loss=validation.loss,
-            val_accuracy=validation.accuracy,
+            train_loss=train.loss,
+            train_accuracy=train.accuracy,
+            val_loss=None if validation is None else validation.loss,
+            val_accuracy=None if validation is None else validation.accuracy,
+            running_loss=loss_sum / n,
+            running_accuracy=correct / n,
             duration_s=time.perf_counter() - started,
             learning_rate=learning_rate(config, epoch - 1),
         ))
         return None
+
+    def _keep(self, epoch: int, validation) -> None:
+        """Keep this epoch's weights if they are the best on validation so far (higher accuracy,
+        then lower loss), or if nothing is held out (the latest epoch)."""
+        score = (0.0, 0.0) if validation is None else validation_score(validation.accuracy,
+                                                                        validation.loss)
+        if self.kept is not None and validation is not None and score <= self.kept[1]:
+            return
+        arrays = self.kept[2] if self.kept is not None else {
+            name: np.empty_like(array) for name, array in self.model.state().items()}
+        for name, array in self.model.state().items():
+            np.copyto(arrays[name], array)
+        self.kept = (epoch, score, arrays)
 
 
 def train(config: TrainConfig, data, listeners: Iterable[Listener] = (),

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 import engine
+from engine.digits import IMAGE_SIDE
 
 router = APIRouter()
 
@@ -27,4 +28,5 @@ templates = Jinja2Templates(directory=str(asset_dir("templates")))
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index(request: Request):
-    return templates.TemplateResponse(request, "index.html", {"version": engine.__version__})
+    return templates.TemplateResponse(request, "index.html",
+                                      {"version": engine.__version__, "image_side": IMAGE_SIDE})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 
@@ -71,6 +71,15 @@ async def delete_run(run_id: int, runs: Runs):
     return Response(status_code=204)
 
 
+@router.post("/api/runs/{run_id}/step", response_model=schemas.Run, responses=ERRORS,
+             tags=["runs"])
+async def step_run(run_id: int, runs: Runs,
+                   body: Annotated[schemas.StepRequest | None, Body()] = None):
+    """Train a paused run exactly `steps` iterations (default 1), then pause it again; answers
+    once it has paused (every step stored and streamed). 409 unless the run is paused."""
+    return await runs.step(run_id, (body or schemas.StepRequest()).steps)
+
+
 @router.post("/api/runs/{run_id}/{action}", response_model=schemas.Run, responses=ERRORS,
              tags=["runs"])
 async def control_run(run_id: int, action: Action, runs: Runs):
@@ -98,6 +107,28 @@ async def metrics(run_id: int, runs: Runs,
         headers["Content-Disposition"] = f'attachment; filename="run-{run_id}-metrics.csv"'
     return StreamingResponse(page.body, headers=headers,
                              media_type="text/csv" if format == "csv" else "application/json")
+
+
+@router.get("/api/runs/{run_id}/layers", response_model=schemas.LayersHistory, responses=ERRORS,
+            tags=["runs"])
+async def layers(run_id: int, runs: Runs,
+                 after: Annotated[int, Query(ge=-1, le=2**62, description="only steps after this one")] = -1,
+                 limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100):
+    """The layer statistics of the watched steps, in step order, a page at a time (at most
+    `limit` snapshots and about 4 MB): ask again with `after` = the last step while `more`."""
+    return await runs.layers(run_id, after, limit)
+
+
+@router.get("/api/runs/{run_id}/hidden", response_model=schemas.HiddenUnits, responses=ERRORS,
+            tags=["runs"])
+async def hidden_units(run_id: int, runs: Runs, models: Models,
+                       pixels: Annotated[str, Query(min_length=1, max_length=2048, description=(
+                           "the 784 grey values (0..255, row-major, ink bright) of a digit as "
+                           "base64url: /predict's `input` times 255"))],
+                       top: Annotated[int, Query(ge=1, le=64)] = 8):
+    """Which units of the first hidden layer fire for a digit, strongest first, with their
+    weights as images: the run's saved model (the epoch selected on validation)."""
+    return await run_in_threadpool(models.hidden_units, runs.with_model(run_id), pixels, top)
 
 
 @router.get("/api/runs/{run_id}/model", responses={200: {"content": {"application/octet-stream": {}}},

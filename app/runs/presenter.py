@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -13,15 +14,16 @@ from app import schemas
 from app.broadcast import dumps, point_json
 from app.protocol import Point
 from app.runs.state import RunState
-from engine.digits import TRAIN_SAMPLES
+from engine.data.split import training_samples
+from engine.digits import TEST_SAMPLES, TRAIN_SAMPLES
 from engine.events import EPOCH_FIELDS
 
 
 def progress(run: RunState, train_samples: int) -> schemas.Progress:
-    """How far the run is. `train_samples`: the digits an epoch trains on (this server's subset
-    of MNIST), for the steps of a run that has not started yet."""
+    """How far the run is. `train_samples`: the digits an epoch trains on, for the steps of a
+    run that has not started yet."""
     config = run.config
-    steps_per_epoch = run.steps_per_epoch or math.ceil(train_samples / config["batch_size"])
+    steps_per_epoch = run.steps_per_epoch or math.ceil(max(train_samples, 1) / config["batch_size"])
     steps_total = steps_per_epoch * config["epochs"]
     steps_done = run.step + 1
     rate = run.samples_per_second if run.status == "running" else None
@@ -42,8 +44,17 @@ def divergence(run: RunState) -> schemas.Divergence | None:
 class RunPresenter:
     """Builds the answers about runs; knows how many digits this server trains on."""
 
-    def __init__(self, train_subset: int | None):
-        self.train_samples = min(train_subset or TRAIN_SAMPLES, TRAIN_SAMPLES)
+    def __init__(self, train_subset: int | None, test_subset: int | None = None):
+        self.train_subset = train_subset
+        self.test_samples = min(test_subset or TEST_SAMPLES, TEST_SAMPLES)
+
+    def samples(self, run: RunState) -> schemas.Samples:
+        """The run's digits, from its config and this server's slice of MNIST (a run stored
+        before validation was held out has no validation_size: it trained on all)."""
+        held_out = run.config.get("validation_size", 0)
+        return schemas.Samples(
+            train=training_samples(TRAIN_SAMPLES, held_out, self.train_subset),
+            validation=held_out, test=self.test_samples)
 
     def summary(self, run: RunState, active_run_id: int | None, now: float,
                 unstored: schemas.Unstored | None = None) -> schemas.RunSummary:
@@ -52,11 +63,13 @@ class RunPresenter:
         duration = run.duration_s
         if run.active and run.started_clock is not None:
             duration = now - run.started_clock
+        samples = self.samples(run)
         return schemas.RunSummary(
             id=run.id, status=run.status, config=dict(run.config), created_at=run.created_at,
             started_at=run.started_at, finished_at=run.finished_at, duration_s=duration,
-            reason=run.reason, progress=progress(run, self.train_samples),
+            reason=run.reason, progress=progress(run, samples.train), samples=samples,
             best_val_accuracy=run.best_val_accuracy, test_accuracy=run.test_accuracy,
+            test_loss=run.test_loss, model_epoch=run.model_epoch, stepping=run.stepping,
             has_model=run.has_model, is_active_model=active_run_id == run.id,
             name=run.name, tags=list(run.tags), notes=run.notes, diverged=divergence(run),
             sweep_id=run.sweep_id, trial=run.trial,
@@ -114,3 +127,9 @@ async def metrics_csv(slices: AsyncIterator[str]) -> AsyncIterator[str]:
     yield ",".join(["step", "epoch", "loss", *CSV_FIELDS]) + "\n"
     async for text in slices:
         yield text
+
+
+def layers_history(bodies: Sequence[str], more: bool) -> schemas.LayersHistory:
+    """Stored layer statistics (each the JSON of a LayersEvent) as the API's answer."""
+    return schemas.LayersHistory(
+        snapshots=[schemas.LayersSnapshot(**json.loads(body)) for body in bodies], more=more)

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Literal
 
 from app import limits, schemas
-from app.broadcast import Feeds, Revision, RunFeed
+from app.broadcast import Feeds, Revision, RunFeed, dumps
 from app.executor import Executor
 from app.protocol import Checkpoint, Ended, Iterations, Point
 from app.runs import presenter
 from app.runs.backlog import Backlog
 from app.runs.errors import Conflict, NoModelYet, NotSettled
 from app.runs.models import ActiveModel, ModelFiles
-from app.runs.presenter import RunPresenter
+from app.runs.presenter import RunPresenter, layers_history
 from app.runs.scheduler import Scheduler
 from app.runs.state import (
     DetailsChanged,
@@ -49,6 +49,7 @@ from app.runs.state import (
     RunMessage,
     RunState,
     ShuttingDown,
+    StepRequested,
     StopRequested,
     apply,
 )
@@ -56,7 +57,7 @@ from app.runs.table import LiveRun, RunTable
 from app.settings import Settings
 from app.store import RUN_COLUMNS, StorageUnavailable, Store
 from engine.config import TrainConfig
-from engine.events import EpochEvent
+from engine.events import EpochEvent, LayersEvent, kept_epoch
 
 logger = logging.getLogger("app.runs")
 
@@ -90,6 +91,7 @@ class _Starting:
     def stop(self) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+    def step(self, steps: int) -> None: ...
     def terminate(self) -> None: ...
 
 
@@ -105,7 +107,7 @@ class RunService:
         self.models = ModelFiles(settings)
         self.active_model = ActiveModel(store)
         self.scheduler = Scheduler(settings, self.models.path)
-        self.presenter = RunPresenter(settings.train_subset)
+        self.presenter = RunPresenter(settings.train_subset, settings.test_subset)
         self.revision = Revision()  # bumped whenever the run list would answer differently
         self.feeds = Feeds()  # what watchers read: one feed per watched run
         self.backlog = Backlog(store, self.models)  # what is not stored yet
@@ -166,16 +168,17 @@ class RunService:
         return sorted((run for run in self.table.rows.values() if run.sweep_id == sweep_id),
                       key=lambda run: (run.trial, run.id))
 
-    def latest_epochs(self, run_ids: Sequence[int]) -> dict[int, dict]:
-        """The latest epoch of each of these runs that has one (live runs from their feed)."""
-        latest, stored = {}, []
+    def kept_epochs(self, run_ids: Sequence[int]) -> dict[int, tuple[dict, int]]:
+        """For each of these runs that finished an epoch: the epoch whose weights it keeps (the
+        best on validation so far) and how many epochs it finished (live runs from their feed).
+        Blocking: call it in a thread."""
+        kept = {}
         for run_id in run_ids:
             live = self.table.live.get(run_id)
-            if live is None:
-                stored.append(run_id)
-            elif live.feed.epochs:
-                latest[run_id] = live.feed.epochs[-1]
-        return {**self.store.last_epochs(stored), **latest}
+            epochs = live.feed.epochs if live is not None else self.store.epochs(run_id)
+            if epochs:
+                kept[run_id] = (dict(kept_epoch(epochs)), len(epochs))
+        return kept
 
     def check_room(self, runs: int) -> None:
         """Refuse (409) when `runs` more runs would not fit the runs kept."""
@@ -230,6 +233,12 @@ class RunService:
                 return
             yield text
             after = end
+
+    async def layers(self, run_id: int, after: int = -1, limit: int = 100) -> schemas.LayersHistory:
+        """The layer statistics of the watched steps after `after`, a page at a time."""
+        self.table.get(run_id)
+        bodies, more = await asyncio.to_thread(self.store.layers, run_id, after, limit)
+        return layers_history(bodies, more)
 
     @contextlib.asynccontextmanager
     async def watch(self, run_id: int) -> AsyncIterator[RunFeed]:
@@ -313,6 +322,19 @@ class RunService:
         self.revision.bump()
         await self._schedule()
         return self.table.get(run.id)
+
+    async def step(self, run_id: int, steps: int) -> schemas.Run:
+        """Train a paused run `steps` more iterations; answers once it has paused again (or
+        ended: its last epoch may end meanwhile), every step stored and streamed."""
+        live = self._require_status(run_id, "paused", "stepped", "only a paused run can be "
+                                    "stepped; pause it first")
+        if self.table.get(run_id).stepping:
+            raise Conflict(f"run {run_id} is already taking the steps of an earlier request; "
+                           "wait for its answer")
+        self._receive(run_id, StepRequested(steps))
+        live.handle.step(steps)
+        await live.until(lambda: not self.table.get(run_id).stepping, None)
+        return self.get(run_id)
 
     async def control(self, run_id: int, action: Action) -> schemas.Run:
         command = {"stop": self.stop, "pause": self.pause, "resume": self.resume}[action]
@@ -458,6 +480,15 @@ class RunService:
                 self.backlog.add_epoch(run_id, dataclasses.asdict(message))
             case Checkpoint():
                 self.backlog.add_checkpoint(run_id, message)
+            case LayersEvent(step=step, epoch=epoch):
+                body = dumps(dataclasses.asdict(message))
+                try:  # a full disk loses the statistics of this step, not the run
+                    self.store.add_layers(run_id, step, epoch, body)
+                except Exception:  # noqa: BLE001
+                    logger.exception("could not store the layer statistics of run %s", run_id)
+                else:  # (streamed once stored, like everything else)
+                    if (feed := self.feeds.get(run_id)) is not None:
+                        feed.add_layers(body)
             case Ended(traceback=trace):
                 # Checkpoints saved by a worker that died go; those waiting for their epoch stay.
                 self.models.discard_pending(run_id, keep=self.backlog.checkpoint_paths(run_id))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 from app.protocol import Checkpoint, Ended, Iterations, Message
-from engine.events import EpochEvent, PauseEvent, StartEvent
+from engine.events import EpochEvent, LayersEvent, PauseEvent, StartEvent
 
 RunStatus = Literal["queued", "running", "paused", "stopped", "completed", "failed", "interrupted",
                     "pruned"]
@@ -66,6 +66,14 @@ class Resumed:
 
 
 @dataclass(frozen=True)
+class StepRequested:
+    """Someone asked the paused run to train `steps` more steps; its worker pauses again after
+    them (a `PauseEvent`), and the run stays paused meanwhile."""
+
+    steps: int
+
+
+@dataclass(frozen=True)
 class ShuttingDown:
     """The server is shutting down: however the run ends now, unless it completed, it was
     interrupted."""
@@ -91,7 +99,7 @@ class DetailsChanged:
 
 
 RunMessage = (Message | StopRequested | PruneRequested | PauseRequested | PauseTimedOut | Resumed
-              | ShuttingDown | DetailsChanged)
+               | StepRequested | ShuttingDown | DetailsChanged)
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,8 @@ class RunState:
     step: int = -1  # the latest step (-1 before the first)
     steps_per_epoch: int | None = None  # known once it started
     samples_per_second: float | None = None
-    best_val_accuracy: float | None = None
-    test_accuracy: float | None = None
+    best_val_accuracy: float | None = None  # on the held-out validation digits
+    test_accuracy: float | None = None  # of the kept model, measured once at the end
     has_model: bool = False
     name: str | None = None  # the user's: None until given (the page then names it by its config)
     tags: tuple[str, ...] = ()
@@ -133,11 +141,14 @@ class RunState:
     diverged_loss: float | None = None  # that loss; None also when it was not finite
     sweep_id: int | None = None  # the sweep this run is a trial of (None: a run of its own)
     trial: int | None = None  # its trial number in that sweep (Optuna's, from 0)
+    test_loss: float | None = None
+    model_epoch: int | None = None  # the epoch whose weights the model file holds
     # Known only while this server follows the run (not stored):
     started_clock: float | None = None  # Moment.clock when training started
     stop_requested: bool = False
     prune_reason: str | None = None  # set when its sweep pruned it
     pause_requested: bool = False
+    stepping: bool = False  # a step request is under way (the run stays paused)
     shutting_down: bool = False
 
     @property
@@ -162,7 +173,7 @@ def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
         return replace(run, **{name: value for name, value in given.items()
                                if value is not UNCHANGED})
     if isinstance(message, Checkpoint):
-        return replace(run, has_model=True)
+        return replace(run, has_model=True, model_epoch=message.epoch)
     if not run.active:
         return run
     match message:
@@ -173,14 +184,20 @@ def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
         case Iterations(points=points, samples_per_second=rate) if points:
             step, epoch, _ = points[-1]
             return replace(run, step=step, epoch=epoch, samples_per_second=rate)
-        case EpochEvent(val_accuracy=accuracy):
+        case EpochEvent(val_accuracy=accuracy) if accuracy is not None:
             return replace(run, best_val_accuracy=max(run.best_val_accuracy or 0.0, accuracy))
+        case LayersEvent():
+            return run  # stored and streamed as it is; the run's record does not change
         case PauseRequested() if run.status == "running":
             return replace(run, pause_requested=True)
         case PauseEvent(paused=True) | PauseTimedOut() if run.pause_requested:
             return replace(run, status="paused", pause_requested=False)
+        case StepRequested() if run.status == "paused" and not run.stepping:
+            return replace(run, stepping=True)
+        case PauseEvent(paused=True) if run.stepping:
+            return replace(run, stepping=False)
         case Resumed() if run.status == "paused":
-            return replace(run, status="running", pause_requested=False)
+            return replace(run, status="running", pause_requested=False, stepping=False)
         case StopRequested():
             return replace(run, stop_requested=True)
         case PruneRequested(reason=reason):
@@ -212,7 +229,8 @@ def _ended(message: Ended, run: RunState, at: Moment) -> RunState:
     diverged = message.diverged
     return replace(run, status=status, reason=reason, finished_at=at.iso,
                    duration_s=run.duration_s if duration is None else duration,
-                   test_accuracy=message.test_accuracy, samples_per_second=None,
-                   stop_requested=False, pause_requested=False, prune_reason=None,
+                   test_accuracy=message.test_accuracy, test_loss=message.test_loss,
+                   samples_per_second=None, stop_requested=False, pause_requested=False,
+                   prune_reason=None, stepping=False,
                    diverged_step=None if diverged is None else diverged.step,
                    diverged_loss=None if diverged is None else diverged.loss)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import UsageError, add_data_dir, load_data, stop_on_interrupt
+from engine.data.split import SplitError, hold_out
+from engine.events import kept_epoch
 
 EXAMPLES = """examples:
   mnist-lab sweep --space learning_rate=log:0.001:0.3 --space 'hidden_layers=[128];[256];[512,256]' \\
@@ -105,9 +107,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     data = load_data(args)
     if data is None:
         return 1
-    data = data.subset(*(None if wanted is None else min(wanted, available) for wanted, available in
-                         ((args.train_subset, len(data.train_labels)),
-                          (args.test_subset, len(data.test_labels)))))
+    # As a server's worker does: the validation digits are held out first (the same for every
+    # trial), then --train-subset keeps the first N of the others.
+    data = data.subset(None, None if args.test_subset is None
+                       else min(args.test_subset, len(data.test_labels)))
+    try:
+        data = hold_out(data, base.validation_size, train=args.train_subset)
+    except SplitError as error:
+        raise UsageError(str(error)) from None
     sweep = Sweep(spec, Search(spec))
     out = sys.stdout
     if not args.json:
@@ -178,8 +185,10 @@ def _train_trial(sweep, proposal, data, done: int, quiet: bool):
     control = TrainingControl()
     bar = None
 
+    kept = None  # the epoch whose weights the trial keeps (the best on validation so far)
+
     def listen(event) -> None:
-        nonlocal bar
+        nonlocal bar, kept
         match event:
             case StartEvent(epochs=epochs, steps_per_epoch=steps):
                 if not quiet:
@@ -192,7 +201,9 @@ def _train_trial(sweep, proposal, data, done: int, quiet: bool):
                 bar.update(1)
             case EpochEvent():
                 result.epochs = event.epoch
-                result.value = getattr(event, spec.metric)
+                metrics = dataclasses.asdict(event)
+                if kept is None or kept_epoch([kept, metrics]) is metrics:  # the trial's value:
+                    kept, result.value = metrics, getattr(event, spec.metric)  # its kept epoch's
                 if bar is not None:
                     bar.set_postfix_str(f"epoch {event.epoch} {spec.metric} {result.value:.4f}")
                 reason = sweep.epoch(proposal.trial, event.epoch, dataclasses.asdict(event))

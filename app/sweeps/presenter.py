@@ -1,6 +1,7 @@
 """A sweep as the API shows it: its record and its trials' runs into the answer models of
 app/schemas.py. A trial's status, epochs and model are its run's; its value is the metric of the
-run's latest epoch (for a completed trial, what Optuna was told)."""
+epoch whose weights its run keeps, the best on validation so far (for a completed trial, what
+Optuna was told)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from app.sweeps.record import SweepRecord
 from app.sweeps.space import params_of
 
 
-def trial(record: SweepRecord, run: RunState, epoch: Mapping[str, Any] | None) -> schemas.SweepTrial:
-    value = epoch.get(record.spec.metric) if epoch else None
+def trial(record: SweepRecord, run: RunState, kept: Mapping[str, Any] | None,
+          epochs: int) -> schemas.SweepTrial:
+    """`kept`: the epoch whose weights the run keeps (None before its first); `epochs`: how many
+    it finished."""
+    value = kept.get(record.spec.metric) if kept else None
     return schemas.SweepTrial(
         trial=run.trial, run_id=run.id, status=run.status, reason=run.reason,
         params=params_of(run.config, record.spec.space), config=dict(run.config), value=value,
-        epochs=epoch["epoch"] if epoch else 0, pruned=run.status == "pruned")
+        epochs=epochs, pruned=run.status == "pruned")
 
 
 def spec(record: SweepRecord) -> schemas.SweepSpec:

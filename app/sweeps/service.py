@@ -36,7 +36,7 @@ from app.sweeps.spec import SweepSpec, make_spec
 from app.sweeps.sweep import Sweep
 from engine import config as engine_config
 from engine.config import ConfigError
-from engine.events import EpochEvent
+from engine.events import EpochEvent, kept_epoch
 
 logger = logging.getLogger("app.sweeps")
 
@@ -89,7 +89,8 @@ class SweepService:
         self.runs = runs
         self.records: dict[int, SweepRecord] = {}
         self.drivers: dict[int, Driver] = {}
-        self.latest: dict[int, dict] = {}  # run id -> the latest epoch of each trial's run
+        # run id -> the epoch each trial's run keeps (best so far), and how many it finished
+        self.kept: dict[int, tuple[dict, int]] = {}
         runs.observers.append(self._observe)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class SweepService:
             self.records[row["id"]] = SweepRecord(row["id"], spec, row["status"], row["created_at"],
                                                   row["reason"], row["finished_at"])
         trial_runs = [run.id for sweep_id in self.records for run in self.runs.trials(sweep_id)]
-        self.latest = await asyncio.to_thread(self.runs.latest_epochs, trial_runs)
+        self.kept = await asyncio.to_thread(self.runs.kept_epochs, trial_runs)
         for record in list(self.records.values()):
             if record.status == "running":
                 await self._resume(record)
@@ -137,7 +138,7 @@ class SweepService:
         return record
 
     def _trials(self, record: SweepRecord) -> list[schemas.SweepTrial]:
-        return [presenter.trial(record, run, self.latest.get(run.id))
+        return [presenter.trial(record, run, *self.kept.get(run.id, (None, 0)))
                 for run in self.runs.trials(record.id)]
 
     # --- commands ------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class SweepService:
                 await driver.task
         for run in self.runs.trials(sweep_id):
             await self.runs.delete(run.id)
-            self.latest.pop(run.id, None)
+            self.kept.pop(run.id, None)
         self.store.delete_sweep(sweep_id)
         self.records.pop(sweep_id, None)
         await asyncio.to_thread(remove_journal, journal_path(self.settings.data_dir, sweep_id))
@@ -333,7 +334,10 @@ class SweepService:
         if after.sweep_id is None:
             return
         if isinstance(message, EpochEvent):
-            self.latest[after.id] = dataclasses.asdict(message)
+            epoch = dataclasses.asdict(message)
+            kept = self.kept[after.id][0] if after.id in self.kept else None
+            self.kept[after.id] = (epoch if kept is None or kept_epoch([kept, epoch]) is epoch
+                                   else kept, message.epoch)
         driver = self.drivers.get(after.sweep_id)
         if driver is None:
             return

@@ -108,6 +108,12 @@ def make_spec(*, base: TrainConfig, space: Mapping[str, Any] | Space,
         raise SpaceError(f"max_concurrent must be from 1 to {max_concurrent_limit}, got {max_concurrent}")
     if not 0 <= seed < 2**32:
         raise SpaceError(f"seed must be from 0 to {2**32 - 1}, got {seed}")
+    if "validation_size" in space:
+        raise SpaceError("validation_size cannot vary in a sweep: its trials are compared on one "
+                         "held-out validation set")
+    if base.validation_size == 0:
+        raise SpaceError(f"a sweep optimises {metric}, measured on the held-out validation set: "
+                         "validation_size must be above 0")
     name = (name or "").strip() or f"{method} over {', '.join(space)}"
     if len(name) > MAX_NAME:
         raise SpaceError(f"name must be at most {MAX_NAME} characters, got {len(name)}")

@@ -12,8 +12,9 @@
 service, on any executor) and `mnist-lab sweep` (trials trained in the same process, one after
 another) call it as their trials move. It decides which trials start, asks the pruner after every
 epoch (a pruned trial is told PRUNED at once: its run then stops and ends `pruned`), and tells
-Optuna how each trial ended: completed with the metric of its last epoch (the epoch whose model it
-keeps), failed or stopped as FAIL. Its tests drive it with plain values (tests/app/test_sweep.py).
+Optuna how each trial ended: completed with the metric of the epoch whose model it keeps (the best
+on validation accuracy, then loss, as the trainer keeps it), failed or stopped as FAIL. Its tests
+drive it with plain values (tests/app/test_sweep.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from app.sweeps.search import ASHA_REDUCTION, Proposal, Search
 from app.sweeps.spec import SweepSpec
+from engine.events import kept_epoch
 
 # Why a pruner stopped a trial, in words: {metric}, {value}, {epoch}.
 PRUNED_BECAUSE = {
@@ -38,7 +40,7 @@ class Sweep:
         self.spec = spec
         self.search = search
         self.running: dict[int, Proposal] = {}  # trials asked for and not ended
-        self.last_value: dict[int, float] = {}  # each running trial's metric after its latest epoch
+        self.kept_epoch: dict[int, Mapping[str, Any]] = {}  # each running trial's kept epoch
         self.pruned: set[int] = set()  # running trials told PRUNED, whose runs are still ending
         self.counted = search.counted()  # trials ended that count toward spec.trials
         self.stopping = False
@@ -64,7 +66,9 @@ class Sweep:
         if trial not in self.running or trial in self.pruned:
             return None
         value = float(metrics[self.spec.metric])
-        self.last_value[trial] = value
+        kept = self.kept_epoch.get(trial)
+        if kept_epoch([kept, metrics] if kept else [metrics]) is metrics:
+            self.kept_epoch[trial] = metrics
         if not self.search.report(trial, epoch, value) or self.spec.pruner == "none":
             return None
         epochs = self.running[trial].config.epochs
@@ -82,7 +86,8 @@ class Sweep:
         proposal = self.running.pop(trial, None)
         if proposal is None:
             return
-        value = self.last_value.pop(trial, None)
+        kept = self.kept_epoch.pop(trial, None)
+        value = None if kept is None else float(kept[self.spec.metric])
         pruned = trial in self.pruned
         self.pruned.discard(trial)
         if status == "interrupted":

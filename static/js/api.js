@@ -114,6 +114,9 @@ export const api = {
   startRun: (config) => request('POST', '/api/runs', config),
   deleteRun: (id) => request('DELETE', `/api/runs/${id}`),
   control: (id, action) => request('POST', `/api/runs/${id}/${action}`),
+  step: (id, steps) => request('POST', `/api/runs/${id}/step`, { steps }),
+  layers: (id, after = -1) => request('GET', `/api/runs/${id}/layers?after=${after}`),
+  hidden: (id, pixels) => request('GET', `/api/runs/${id}/hidden?pixels=${pixels}`),
   /** Every stored step after `after` and every epoch, following `next_after` page by page. */
   metrics: async (id, after = null) => {
     const iterations = [];

@@ -210,6 +210,7 @@ async function predict() {
     if (mine === sequence && hasInk()) {
       setNoModel(false);
       renderPrediction(answer);
+      emit('prediction', answer); // what the model saw: inside.js shows which units fire
     }
   } catch (error) {
     if (mine !== sequence) return;
@@ -264,8 +265,9 @@ function renderPrediction(answer) {
   }
   const input = $('model-input');
   const inputCtx = input.getContext('2d');
-  const image = inputCtx.createImageData(28, 28);
-  for (let i = 0; i < 784; i += 1) {
+  const side = input.width; // the model's input, a digit of GET /api/options `network.image_side`
+  const image = inputCtx.createImageData(side, side);
+  for (let i = 0; i < side * side; i += 1) {
     const value = answer ? Math.round(Math.min(1, Math.max(0, answer.input[i])) * 255) : 0;
     image.data[i * 4] = value;
     image.data[i * 4 + 1] = value;

@@ -1,11 +1,11 @@
-// The run configuration form and the Start / Pause / Resume / Stop buttons. The form checks every
+// The run configuration form and the Start / Pause / Resume / Step / Stop buttons. The form checks every
 // field before anything is sent; what the server still rejects (422) is shown beside the form.
 // The run buttons follow the watched run's real status only: a click disables them until the
 // server answers with the run's new state, they are never switched ahead of the server.
 
 import { api, ApiError } from './api.js';
 import { architecture, formatInteger } from './format.js';
-import { emit, isActive, on, state } from './state.js';
+import { emit, isActive, network, on, state } from './state.js';
 import { notify, notifyError } from './toast.js';
 
 // Labels and steps are the page's own; min, max and integer come from GET /api/options `fields`
@@ -63,11 +63,13 @@ function applyBounds(fields, limits) {
   renumberLayers();
 }
 
-/** Weights and biases of the network 784 -> hidden... -> 10. */
+/** Weights and biases of the network inputs -> hidden... -> classes, and its batch norms' parameters. */
 function parameterCount(hidden) {
-  const sizes = [784, ...hidden, 10];
+  const { inputs, classes, batch_norm_parameters_per_unit: perUnit } = network();
+  const sizes = [inputs, ...hidden, classes];
   let count = 0;
   for (let i = 1; i < sizes.length; i += 1) count += sizes[i - 1] * sizes[i] + sizes[i];
+  if ($('batch_norm').checked) count += perUnit * hidden.reduce((sum, units) => sum + units, 0);
   return count;
 }
 
@@ -176,7 +178,7 @@ function validateLayers() {
   if (!message && inputs.length > maxLayers) {
     message = `At most ${maxLayers} hidden layers are allowed on this server; remove ${inputs.length - maxLayers}.`;
   }
-  if (!message && parameterCount(sizes) > maxParameters) {
+  if (!message && network() && parameterCount(sizes) > maxParameters) {
     message = `This network has ${formatInteger(parameterCount(sizes))} parameters; the server allows at most ` +
       `${formatInteger(maxParameters)}. Use fewer or smaller layers.`;
   }
@@ -316,6 +318,7 @@ function renderButtons() {
   const status = run?.status;
   $('pause-run').disabled = pendingControl || status !== 'running';
   $('resume-run').disabled = pendingControl || status !== 'paused';
+  $('step-run').disabled = pendingControl || status !== 'paused';
   $('stop-run').disabled = pendingControl || !isActive(run);
   $('start-run').disabled = pendingStart || !state.options;
   const queued = state.runs.some(isActive) || isActive(run);
@@ -329,7 +332,10 @@ async function control(action, applyRun) {
   pendingControl = true;
   renderButtons();
   try {
-    const updated = await api.control(run.id, action);
+    // Step: the answer comes once the worker has taken the steps and paused again.
+    const updated = action === 'step'
+      ? await api.step(run.id, Math.min(1000, Math.max(1, Math.round(Number($('step-count').value) || 1))))
+      : await api.control(run.id, action);
     applyRun(updated);
   } catch (error) {
     notifyError(error, `Could not ${action} run #${run.id}`);
@@ -415,6 +421,7 @@ export function initControls({ watchRun, applyRun }) {
   }
   $('pause-run').addEventListener('click', () => control('pause', applyRun));
   $('resume-run').addEventListener('click', () => control('resume', applyRun));
+  $('step-run').addEventListener('click', () => control('step', applyRun));
   $('stop-run').addEventListener('click', () => control('stop', applyRun));
   $('no-model-start').addEventListener('click', () => {
     $('run-form').requestSubmit();

@@ -1,5 +1,7 @@
 // How numbers, durations and configs read on the page. One place, so every widget says it alike.
 
+import { network } from './state.js';
+
 const integer = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 
 export const formatInteger = (value) => (Number.isFinite(value) ? integer.format(value) : '–');
@@ -37,8 +39,9 @@ export function formatRelativeTime(iso) {
   return date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
 }
 
-/** "784 → 256 → 10" for hidden layers [256]. */
-export const architecture = (hiddenLayers) => ['784', ...(hiddenLayers ?? []), '10'].join(' → ');
+/** "784 → 256 → 10" for hidden layers [256] (the sizes of GET /api/options `network`). */
+export const architecture = (hiddenLayers) =>
+  [network()?.inputs ?? '?', ...(hiddenLayers ?? []), network()?.classes ?? '?'].join(' → ');
 
 /** A one-line summary of a run config: the choices that change what a run does. */
 export function configSummary(config) {

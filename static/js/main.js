@@ -9,6 +9,7 @@ import { initComparison } from './comparison.js';
 import { initControls } from './controls.js';
 import { initEvaluation } from './evaluation.js';
 import { initExport } from './export.js';
+import { initInside } from './inside.js';
 import { initRuns } from './runs.js';
 import { appendPoints, emit, isActive, lastStep, newRunData, on, putEpoch, state } from './state.js';
 import { RunStream } from './stream.js';
@@ -87,6 +88,10 @@ const streamHandlers = {
     for (const epoch of message.epochs ?? []) putEpoch(data, epoch);
     emit('metrics');
     if (message.run) applyRun(message.run);
+    emit('snapshot', message);
+  },
+  onLayers(message) {
+    emit('layers', message);
   },
   onPoints(points, message) {
     const data = state.watched;
@@ -109,7 +114,8 @@ const streamHandlers = {
     const data = state.watched;
     if (!data) return;
     putEpoch(data, epoch);
-    const best = Math.max(data.run.best_val_accuracy ?? 0, epoch.val_accuracy ?? 0);
+    const best = Number.isFinite(epoch.val_accuracy) // null: the run holds no digits out
+      ? Math.max(data.run.best_val_accuracy ?? 0, epoch.val_accuracy) : data.run.best_val_accuracy;
     data.run = { ...data.run, has_model: true, best_val_accuracy: best };
     emit('metrics');
     emit('watched');
@@ -186,6 +192,7 @@ function followLatest() {
 const shownFields = (run) => JSON.stringify([run.status, run.name ?? null, run.tags ?? [], run.notes ?? null]);
 
 async function refreshRuns() {
+  if (!state.options) return undefined; // which runs are active is the server's word: wait for it
   if (refreshing) return refreshing;
   refreshing = (async () => {
     try {
@@ -242,13 +249,18 @@ async function refreshActiveModel() {
   }
 }
 
+/** GET /api/options, retried every 5 s until it answers: the page reads the server's facts
+ * (statuses, sizes, bounds) from it, so the runs are loaded after it. */
 async function loadOptions() {
-  try {
-    state.options = await api.options();
-    emit('options', state.options);
-  } catch (error) {
-    notifyError(error, 'Could not load the run options');
-    setTimeout(loadOptions, 5000);
+  for (;;) {
+    try {
+      state.options = await api.options();
+      emit('options', state.options);
+      return;
+    } catch (error) {
+      notifyError(error, 'Could not load the run options');
+      await new Promise((resolve) => { setTimeout(resolve, 5000); });
+    }
   }
 }
 
@@ -297,6 +309,7 @@ function start() {
   initExport();
   initComparison();
   initSweeps({ refreshRuns, refreshActiveModel });
+  initInside();
   initAuth();
 
   on('active-model', renderModelPill);
@@ -310,18 +323,19 @@ function start() {
     }
   });
 
-  loadOptions();
   refreshActiveModel();
-  if (view.run !== null) {
-    // A shared view: that run, whatever trains now (a run that no longer exists: the newest).
-    state.followLatest = false;
-    openingShared = true;
-    watchRun(view.run, { follow: false }).finally(() => {
-      openingShared = false;
-      if (!state.watched) state.followLatest = true;
-      refreshRuns();
-    });
-  } else refreshRuns();
+  loadOptions().then(() => {
+    if (view.run !== null) {
+      // A shared view: that run, whatever trains now (a run that no longer exists: the newest).
+      state.followLatest = false;
+      openingShared = true;
+      watchRun(view.run, { follow: false }).finally(() => {
+        openingShared = false;
+        if (!state.watched) state.followLatest = true;
+        refreshRuns();
+      });
+    } else refreshRuns();
+  });
   new ChangeStream({ onChange: onListChanged, onLive: onChangesLive }).start();
   setInterval(() => {
     const due = !changesLive || Date.now() - refreshedAt >= REFRESH_LIVE_MS;

@@ -18,8 +18,11 @@ export const state = {
   chart: { smoothing: null, logScale: false, xAxis: 'step', zoom: null },
 };
 
-export const ACTIVE_STATUSES = new Set(['queued', 'running', 'paused']);
-export const isActive = (run) => Boolean(run) && ACTIVE_STATUSES.has(run.status);
+/** Whether a worker may still change the run: the server's list (GET /api/options `active_statuses`). */
+export const isActive = (run) => Boolean(run) && Boolean(state.options?.active_statuses.includes(run.status));
+
+/** The network's fixed sizes from the server (GET /api/options `network`): inputs, classes, ... */
+export const network = () => state.options?.network;
 
 /**
  * Everything the charts need about one run. `steps` and `losses` are parallel arrays in step

@@ -13,7 +13,8 @@ export class RunStream {
    * @param {object} handlers
    *   lastStep(): the last step the page has (-1 for none)
    *   runFinished(): true when the run can no longer change (then a closed socket stays closed)
-   *   onSnapshot(message), onPoints(points, message), onEpoch(epoch), onStatus(message)
+   *   onSnapshot(message), onPoints(points, message), onEpoch(epoch), onStatus(message),
+   *   onLayers(message): a watched step's layer statistics
    *   onConnection(state, retryAt): 'connecting' | 'live' | 'reconnecting' | 'idle'
    *   onError(message): a problem the user should read
    */
@@ -154,6 +155,9 @@ export class RunStream {
         break;
       case 'epoch':
         this.handlers.onEpoch(message);
+        break;
+      case 'layers':
+        this.handlers.onLayers?.(message);
         break;
       case 'status':
         this.handlers.onStatus(message);

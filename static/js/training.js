@@ -89,13 +89,17 @@ function updateCharts() {
     const valColor = comparing ? colorIndex : 1;
     const prefix = comparing ? `#${data.id} ` : '';
     const pick = (field) => epochs.map((e) => e[field]);
+    // train: the epoch's model on training digits as they are; running: the mean over the
+    // epoch's (distorted, dropped-out) batches while it learned; validation: held-out digits.
     epochLoss.push(
       { label: `${prefix}train`, xs, ys: pick('train_loss'), colorIndex: trainColor, dash: [5, 4], width: 1.75, markers: true },
       { label: `${prefix}validation`, xs, ys: pick('val_loss'), colorIndex: valColor, width: 2.25, markers: true },
+      { label: `${prefix}running mean of batches`, xs, ys: pick('running_loss'), colorIndex: trainColor, dash: [1, 3], width: 1.25, alpha: 0.55 },
     );
     accuracy.push(
       { label: `${prefix}train`, xs, ys: pick('train_accuracy'), colorIndex: trainColor, dash: [5, 4], width: 1.75, markers: true },
       { label: `${prefix}validation`, xs, ys: pick('val_accuracy'), colorIndex: valColor, width: 2.25, markers: true },
+      { label: `${prefix}running mean of batches`, xs, ys: pick('running_accuracy'), colorIndex: trainColor, dash: [1, 3], width: 1.25, alpha: 0.55 },
     );
     if (comparing) epochLegend.push({ label: runLabel(data.run), colorIndex });
   }

@@ -14,6 +14,7 @@ from PIL import Image
 
 from engine.cli import config_flags
 from engine.config import TrainConfig, field_bounds
+from engine.footprint import parameter_count
 from engine.model import load_model
 from tests.app.conftest import TEST_SUBSET, blank_png, digit_png
 from tests.engine.test_config import config_setting, just_outside
@@ -60,6 +61,18 @@ def test_options_fields_are_the_engine_bounds_tightened_by_the_server_limits(fre
     for name, choices in options["choices"].items():
         assert fields[name]["choices"] == choices
     assert options["cli_flags"] == config_flags()
+
+
+def test_options_give_the_page_the_network_sizes_the_engine_counts_parameters_with(fresh):
+    network = fresh.get("/api/options").json()["network"]
+    config = TrainConfig.from_dict({"hidden_layers": [100, 30], "batch_norm": True})
+    inputs, classes = network["inputs"], network["classes"]
+    counted = (inputs * 100 + 100) + (100 * 30 + 30) + (30 * classes + classes) \
+        + network["batch_norm_parameters_per_unit"] * 130  # what static/js/controls.js computes
+    assert (inputs, classes) == (network["image_side"] ** 2, 10)
+    assert counted == parameter_count(config)
+    page = fresh.get("/").text
+    assert f'data-testid="model-input" width="{network["image_side"]}"' in page
 
 
 def test_a_value_just_outside_an_advertised_range_is_refused(fresh):

@@ -197,9 +197,13 @@ def test_server_killed_mid_run_and_restarted_loses_nothing_reported(tmp_path, mn
         model_path = tmp_path / "downloaded.npz"
         model_path.write_bytes(model_file.content)
         _, metadata = load_model(model_path)
-        # The model is the last stored epoch's (the server moves a checkpoint into place only
-        # after storing its epoch, so the file never runs ahead of the record).
-        assert metadata["epoch"] == len(metrics["epochs"]) >= 2
+        # The model is the best stored epoch on validation (the server moves a checkpoint into
+        # place only after storing its epoch, so the file never runs ahead of the record).
+        assert len(metrics["epochs"]) >= 2
+        accuracies = [e["val_accuracy"] for e in metrics["epochs"]]
+        kept = metadata["epoch"]
+        assert run["model_epoch"] == kept and kept <= len(accuracies)
+        assert accuracies[kept - 1] == max(accuracies[:kept])  # the best so far when it was saved
         answer = client.post("/predict", json={"pixels": STROKE, "run_id": run_id})
         assert answer.status_code == 200
         assert abs(sum(answer.json()["probabilities"]) - 1) < 1e-4

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from app.protocol import (
@@ -21,22 +22,43 @@ from app.protocol import (
 from app.worker import Reporter, RunJob, checkpoint_from_bytes, pending_model_path, run_job
 from engine.config import TrainConfig
 from engine.control import TrainingControl
-from engine.events import Divergence, EndEvent, EpochEvent, PauseEvent, StartEvent
+from engine.events import (
+    Divergence,
+    EndEvent,
+    EpochEvent,
+    FirstLayer,
+    Histogram,
+    LayersEvent,
+    LayerStats,
+    PauseEvent,
+    StartEvent,
+)
 from engine.model import load_model
 from engine.trainer import Trainer
 from tests.engine.synthetic import synthetic_digits
 
 EXAMPLES = [
-    StartEvent(epochs=2, steps_per_epoch=8, train_samples=1000, test_samples=301),
+    StartEvent(epochs=2, steps_per_epoch=8, train_samples=1000, test_samples=301,
+               validation_samples=200),
     Iterations(((0, 1, 2.3), (1, 1, 2.1)), 1234.5, 0.05),
     Iterations(((2, 1, 2.0),), None, 0.05),
     EpochEvent(epoch=1, train_loss=0.5, train_accuracy=0.8, val_loss=0.4, val_accuracy=0.9,
-               duration_s=1.5, learning_rate=0.05),
+               running_loss=0.6, running_accuracy=0.75, duration_s=1.5, learning_rate=0.05),
+    EpochEvent(epoch=2, train_loss=0.5, train_accuracy=0.8, val_loss=None, val_accuracy=None,
+               running_loss=0.6, running_accuracy=0.75, duration_s=1.5, learning_rate=0.05),
+    LayersEvent(epoch=1, step=7, learning_rate=0.05, epoch_end=True, layers=(
+        LayerStats("hidden1", (784, 2), Histogram((-0.1, 0.0, 0.1), (3, 4)),
+                   Histogram((0.5, 1.0), (1,)), Histogram((), ()), 0.25, 1e-3, 0.5),
+        LayerStats("output", (2, 10), Histogram((1.0, 2.0), (20,)), Histogram((1.0, 2.0), (20,)),
+                   Histogram((1.0, 2.0), (20,)), 1.5, 2e-3, None)),
+        first_layer=FirstLayer(2, ("AAAA", "AQID"), ((0.5, 0.25), None) + ((0.0, 1.0),) * 8)),
+    LayersEvent(epoch=1, step=3, learning_rate=0.05, epoch_end=False, layers=()),
     Checkpoint(1, "/data/models/run-3.epoch-1.part.npz"),
     CheckpointBytes(2, bytes(range(256)) * 3),
     PauseEvent(epoch=1, step=5, paused=True),
     Ended.of(EndEvent(epoch=2, status="completed", reason=None, epochs_completed=2,
-                      steps_completed=16, test_accuracy=0.93, duration_s=4.0)),
+                      steps_completed=16, test_accuracy=0.93, duration_s=4.0, test_loss=0.2,
+                      model_epoch=2)),
     Ended.death(-9),
     Ended.of(EndEvent(epoch=1, status="failed", reason="diverged: ...", epochs_completed=0,
                       steps_completed=7, test_accuracy=None, duration_s=0.5,
@@ -80,7 +102,8 @@ def test_a_process_death_says_what_killed_it():
 
 
 def job(tmp_path, **config) -> RunJob:
-    values = {"hidden_layers": [16], "epochs": 2, "batch_size": 128, "augmentation": {}, **config}
+    values = {"hidden_layers": [16], "epochs": 2, "batch_size": 128, "augmentation": {},
+              "validation_size": 0, **config}
     return RunJob(run_id=3, config=TrainConfig.from_dict(values), data_dir=tmp_path,
                   model_path=tmp_path / "run-3.npz")
 
@@ -108,6 +131,47 @@ def test_a_run_told_in_messages(tmp_path):
     assert metadata["epoch"] == 2 and metadata["run_id"] == 3
     ended = sent[-1]
     assert ended.status == "completed" and ended.test_accuracy > 0.5 and ended.duration_s > 0
+
+
+def test_the_worker_checkpoints_the_epochs_it_keeps_and_streams_layers_after_their_steps(tmp_path):
+    """With validation, a Checkpoint follows an epoch only if it is the best so far, and the last
+    one is the kept (tested) epoch; each LayersEvent comes after the step it measured."""
+    from engine.inside import LayerWatch
+
+    sent = []
+    run = job(tmp_path, epochs=4, validation_size=200, stats_every=3, lr_schedule="step",
+              lr_decay=0.01, learning_rate=0.1)
+    data = synthetic_digits(n_train=1000, n_test=301)
+
+    class ScrambleAfterEpoch2:
+        def bind(self, trainer):
+            self.trainer = trainer
+
+        def __call__(self, event):
+            if isinstance(event, EpochEvent) and event.epoch == 2:
+                rng = np.random.default_rng(0)
+                for parameter in self.trainer.model.parameters():
+                    parameter.value += rng.normal(0, 1, parameter.value.shape).astype(np.float32)
+
+    Trainer(run.config, data, [Reporter(run, lambda m: sent.append(from_wire(to_wire(m)))),
+                               LayerWatch(3), ScrambleAfterEpoch2()]).run()
+    accuracies = {m.epoch: m.val_accuracy for m in sent if isinstance(m, EpochEvent)}
+    checkpoints = [m.epoch for m in sent if isinstance(m, Checkpoint)]
+    best = max(accuracies, key=lambda epoch: accuracies[epoch])
+    assert best in (1, 2) and checkpoints[-1] == best  # kept on validation, saved last
+    assert 3 not in checkpoints and 4 not in checkpoints
+    _, metadata = load_model(sent[-2].path)
+    assert metadata["epoch"] == best and metadata["selected_on"] == "validation"
+    assert metadata["test_accuracy"] == sent[-1].test_accuracy
+    seen = -1
+    layers = 0
+    for message in sent:
+        if isinstance(message, Iterations):
+            seen = message.points[-1][0]
+        elif isinstance(message, LayersEvent):
+            assert message.step <= seen
+            layers += 1
+    assert layers >= 8
 
 
 def test_a_diverging_run_ends_with_the_step_it_diverged_at(tmp_path):

@@ -19,11 +19,20 @@ from app.runs.state import (
     Resumed,
     RunState,
     ShuttingDown,
+    StepRequested,
     StopRequested,
     apply,
 )
 from app.store import RUN_COLUMNS
-from engine.events import Divergence, EpochEvent, PauseEvent, StartEvent
+from engine.events import (
+    Divergence,
+    EpochEvent,
+    Histogram,
+    LayersEvent,
+    LayerStats,
+    PauseEvent,
+    StartEvent,
+)
 
 CONFIG = {"batch_size": 100, "epochs": 3}
 
@@ -48,7 +57,8 @@ START = StartEvent(epochs=3, steps_per_epoch=20, train_samples=2000, test_sample
 
 def epoch(number: int, accuracy: float) -> EpochEvent:
     return EpochEvent(epoch=number, train_loss=0.5, train_accuracy=0.8, val_loss=0.4,
-                      val_accuracy=accuracy, duration_s=2.0, learning_rate=0.1)
+                      val_accuracy=accuracy, running_loss=0.6, running_accuracy=0.7,
+                      duration_s=2.0, learning_rate=0.1)
 
 
 def steps(first: int, last: int, epoch_number: int, rate: float = 500.0) -> Iterations:
@@ -64,6 +74,7 @@ def test_a_run_that_completes():
     assert (run.step, run.epoch, run.steps_per_epoch) == (39, 2, 20)
     assert run.best_val_accuracy == 0.91  # the best epoch, not the last
     assert run.has_model and run.test_accuracy == 0.9
+    assert run.model_epoch == 2  # the epoch its last checkpoint holds
     assert run.duration_s == 6.5  # as the worker measured it
     assert run.started_at == at(1).iso and run.finished_at == at(8).iso
     assert run.samples_per_second is None  # only a running run has a speed
@@ -227,3 +238,52 @@ def test_statuses_and_the_stored_record():
     for status in STATUSES:
         assert RunState(id=1, config=CONFIG, created_at="", status=status).active \
             == (status in ACTIVE_STATUSES)
+
+
+# --- validation, layer statistics, step mode -------------------------------------------------------
+def test_the_model_epoch_is_the_checkpointed_one_and_test_comes_with_the_end():
+    run = run_through(queued(), START, steps(0, 19, 1), epoch(1, 0.91), Checkpoint(1, "/tmp/x"),
+                      steps(20, 39, 2), epoch(2, 0.89),  # worse: no checkpoint
+                      Checkpoint(1, "/tmp/kept"),  # the kept epoch, saved again with its test
+                      Ended("completed", None, test_accuracy=0.905, test_loss=0.31))
+    assert (run.model_epoch, run.best_val_accuracy) == (1, 0.91)
+    assert (run.test_accuracy, run.test_loss) == (0.905, 0.31)
+
+
+def test_an_epoch_without_validation_leaves_the_best_validation_alone():
+    no_validation = dataclasses.replace(epoch(1, 0.0), val_loss=None, val_accuracy=None)
+    run = run_through(queued(), START, no_validation)
+    assert run.best_val_accuracy is None
+    assert apply(no_validation, apply(epoch(1, 0.8), run, at(5)), at(6)).best_val_accuracy == 0.8
+
+
+def test_layer_statistics_change_nothing_in_the_record():
+    running = run_through(queued(), START, steps(0, 4, 1))
+    snapshot = LayersEvent(epoch=1, step=4, learning_rate=0.1, epoch_end=False, layers=(
+        LayerStats("output", (784, 10), Histogram((0.0, 1.0), (7,)), Histogram((), ()),
+                   Histogram((), ()), 0.5, 1e-3, None),))
+    assert apply(snapshot, running, at(9)) == running
+
+
+def test_a_step_request_keeps_the_run_paused_until_the_worker_pauses_again():
+    paused = run_through(queued(), START, steps(0, 4, 1), PauseRequested(),
+                         PauseEvent(epoch=1, step=5, paused=True))
+    stepping = apply(StepRequested(3), paused, at(10))
+    assert stepping.status == "paused" and stepping.stepping
+    assert apply(StepRequested(2), stepping, at(11)) == stepping  # one request at a time
+    stepping = run_through(stepping, PauseEvent(epoch=1, step=5, paused=False), steps(5, 7, 1),
+                           start=12)
+    assert stepping.stepping and stepping.step == 7 and stepping.status == "paused"
+    again = apply(PauseEvent(epoch=1, step=8, paused=True), stepping, at(20))
+    assert again.status == "paused" and not again.stepping
+
+
+def test_a_step_request_only_applies_to_a_paused_run_and_ends_with_resume_or_the_run():
+    running = run_through(queued(), START)
+    assert apply(StepRequested(1), running, at(5)) == running
+    paused = run_through(running, PauseRequested(), PauseEvent(epoch=1, step=0, paused=True))
+    stepping = apply(StepRequested(1), paused, at(9))
+    resumed = apply(Resumed(), stepping, at(10))
+    assert resumed.status == "running" and not resumed.stepping
+    ended = apply(Ended("completed", None, test_accuracy=0.9), stepping, at(11))
+    assert ended.status == "completed" and not ended.stepping

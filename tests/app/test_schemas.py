@@ -20,7 +20,8 @@ from engine.config import TrainConfig
 from engine.events import EPOCH_FIELDS
 
 EPOCH = {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "val_loss": 0.4,
-         "val_accuracy": 0.9, "duration_s": 2.5, "learning_rate": 0.1}
+         "val_accuracy": 0.9, "running_loss": 0.6, "running_accuracy": 0.7, "duration_s": 2.5,
+         "learning_rate": 0.1}
 NOT_JSON_MODELS = {"/predict",  # the hot path writes its JSON itself (app/predictor.py)
                    "/api/runs/{run_id}/model",  # a file
                    "/"}  # the page

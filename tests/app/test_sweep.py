@@ -4,12 +4,13 @@ no training, no processes, no server. A "trial" here is its metric after each ep
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
 from app.sweeps.journal import open_journal, repair_tail
 from app.sweeps.search import REPLACES, Search, tpe_startup_trials
-from app.sweeps.spec import make_spec
+from app.sweeps.spec import SpaceError, make_spec
 from app.sweeps.sweep import Sweep
 from engine.config import TrainConfig, field_bounds
 
@@ -58,12 +59,12 @@ def test_trials_start_up_to_max_concurrent_and_stop_at_the_number_asked():
     assert set(states(sweep).values()) == {"COMPLETE"}
 
 
-def test_a_completed_trial_is_told_the_metric_of_its_last_epoch():
+def test_a_completed_trial_is_told_the_metric_of_the_epoch_whose_model_it_keeps():
     sweep = new_sweep(trials=1)
     [proposal] = sweep.propose()
     train(sweep, proposal.trial, [0.5, 0.9, 0.8])
     [told] = sweep.search.study.trials
-    assert told.value == 0.8  # the epoch whose model the run keeps
+    assert told.value == 0.9  # the best epoch on validation, whose weights the run keeps
     assert told.intermediate_values == {1: 0.5, 2: 0.9, 3: 0.8}
     assert sweep.done
 
@@ -74,11 +75,12 @@ def test_the_median_pruner_stops_a_trial_below_the_median_and_tells_optuna_at_on
         [proposal] = sweep.propose()
         assert train(sweep, proposal.trial, [value, value, value]) is None
     [hopeless] = sweep.propose()
-    reason = sweep.epoch(hopeless.trial, 1, {"val_accuracy": 0.10})
+    reason = sweep.epoch(hopeless.trial, 1, {"val_accuracy": 0.10, "val_loss": 1 - 0.10})
     assert reason.startswith("pruned after epoch 1 of 3 by the sweep's median pruner: its "
                              "val_accuracy (0.1000) was worse than the median")
     assert states(sweep)[hopeless.trial] == "PRUNED"  # before its run has even stopped
-    assert sweep.epoch(hopeless.trial, 2, {"val_accuracy": 0.2}) is None  # a late epoch: ignored
+    late = {"val_accuracy": 0.2, "val_loss": 1 - 0.2}
+    assert sweep.epoch(hopeless.trial, 2, late) is None  # a late epoch: ignored
     sweep.ended(hopeless.trial, "pruned")
     assert sweep.counted == 4 and states(sweep)[hopeless.trial] == "PRUNED"
     [good] = sweep.propose()
@@ -113,7 +115,7 @@ def test_successive_halving_keeps_only_the_best_third_at_each_rung():
 def test_a_trial_that_failed_or_was_stopped_counts_and_is_told_fail(status, state):
     sweep = new_sweep(trials=3)
     [proposal] = sweep.propose()
-    sweep.epoch(proposal.trial, 1, {"val_accuracy": 0.4})
+    sweep.epoch(proposal.trial, 1, {"val_accuracy": 0.4, "val_loss": 1 - 0.4})
     sweep.ended(proposal.trial, status)
     assert states(sweep) == {0: state} and sweep.counted == 1
 
@@ -173,7 +175,7 @@ def test_a_sweep_goes_on_from_its_journal_after_a_restart(tmp_path):
     sweep = new_sweep(open_journal(path), trials=4, max_concurrent=2, pruner="median")
     first, second = sweep.propose()
     train(sweep, first.trial, [0.6, 0.7, 0.8])
-    sweep.epoch(second.trial, 1, {"val_accuracy": 0.5})
+    sweep.epoch(second.trial, 1, {"val_accuracy": 0.5, "val_loss": 1 - 0.5})
     # The server dies here: trial 1 was training. A new server opens the same journal.
     spec = sweep.spec
     search = Search(spec, open_journal(path))
@@ -224,3 +226,20 @@ def test_a_grid_resumed_after_a_restart_still_trains_every_point_once(tmp_path):
             train(resumed, trial, [0.5, 0.6, 0.7])
     assert sorted((p["learning_rate"], p["batch_size"]) for p in done) == sorted(
         itertools.product((0.1, 0.05, 0.01), (64, 128)))
+
+
+def test_a_trial_that_optimises_the_loss_is_told_the_loss_of_its_kept_epoch():
+    sweep = new_sweep(trials=1, metric="val_loss")
+    [proposal] = sweep.propose()
+    for epoch, (accuracy, loss) in enumerate([(0.5, 0.9), (0.9, 0.4), (0.8, 0.3)], start=1):
+        sweep.epoch(proposal.trial, epoch, {"val_accuracy": accuracy, "val_loss": loss})
+    sweep.ended(proposal.trial, "completed")
+    [told] = sweep.search.study.trials
+    assert told.value == 0.4  # the model is kept on accuracy, so its loss is epoch 2's
+
+
+def test_a_sweep_needs_a_validation_set_and_keeps_it_fixed():
+    with pytest.raises(SpaceError, match="validation_size must be above 0"):
+        new_sweep(base=replace(BASE, validation_size=0))
+    with pytest.raises(SpaceError, match="validation_size cannot vary"):
+        new_sweep(space={**SPACE, "validation_size": {"min": 1000, "max": 5000}})

@@ -20,7 +20,8 @@ GOOD = {"name": "lr", "base": {"preset": "notebook", "epochs": 3},
 
 def epoch(number: int, accuracy: float) -> dict:
     return {"epoch": number, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1 - accuracy,
-            "val_accuracy": accuracy, "duration_s": 1.0, "learning_rate": 0.1}
+            "val_accuracy": accuracy, "running_loss": 1.1, "running_accuracy": 0.45,
+            "duration_s": 1.0, "learning_rate": 0.1}
 
 
 def stored_sweep(settings: Settings) -> int:

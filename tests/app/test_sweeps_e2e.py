@@ -75,7 +75,10 @@ def test_a_sweep_with_pruning_completes_and_its_trials_are_runs(live, mnist_data
         assert len(run["epochs"]) == trial["epochs"]
         if trial in completed:
             assert trial["epochs"] == 3
-        assert run["has_model"] and run["epochs"][-1]["val_accuracy"] == trial["value"]
+        # A trial's value is its kept epoch's: the model its run keeps, the best on validation.
+        kept = run["epochs"][run["model_epoch"] - 1]
+        assert run["has_model"] and kept["val_accuracy"] == trial["value"]
+        assert kept["val_accuracy"] == max(epoch["val_accuracy"] for epoch in run["epochs"])
         if trial in pruned:
             assert trial["epochs"] < 3 and "pruned after epoch" in run["reason"]
             assert "successive halving" in trial["reason"]

@@ -20,7 +20,7 @@ def test_the_step_clock_counts_training_steps_and_leaves_out_validation(monkeypa
 
     iteration = IterationEvent(epoch=1, step=0, loss=1.0, learning_rate=0.1, samples=128)
     epoch = EpochEvent(epoch=1, train_loss=1, train_accuracy=0, val_loss=1, val_accuracy=0,
-                       duration_s=1, learning_rate=0.1)
+                       running_loss=1, running_accuracy=0, duration_s=1, learning_rate=0.1)
     at(101, iteration)
     at(102, iteration)  # epoch 1: 100 -> 102
     at(105, epoch)  # validation took 3 s

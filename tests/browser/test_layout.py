@@ -23,7 +23,8 @@ from tests.browser.helpers import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 
-CARDS = ["area-controls", "area-training", "area-draw", "area-history", "area-eval", "area-sweeps"]
+CARDS = ["area-controls", "area-training", "area-draw", "area-history", "area-eval", "area-inside",
+         "area-sweeps"]
 
 
 @pytest.fixture(scope="module")

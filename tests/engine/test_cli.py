@@ -73,6 +73,7 @@ def test_config_flags_set_every_config_field():
               "batch_norm": True, "dropout": 0.15, "optimizer": "nesterov", "learning_rate": 0.03,
               "momentum": 0.8, "weight_decay": 0.0002, "lr_schedule": "step", "lr_decay": 0.7,
               "warmup_epochs": 0.5, "batch_size": 96, "epochs": 3, "seed": 11,
+              "validation_size": 2000, "stats_every": 25,
               "augmentation": {"shift": 1.5, "rotation": 7.0, "scale": 0.05, "shear": 4.0,
                                "elastic_alpha": 20.0, "elastic_sigma": 5.0, "thickness": 0.2}}
     argv = ["train", "--preset", "notebook"]
@@ -96,19 +97,28 @@ def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     events = [json.loads(line) for line in lines]  # stdout holds JSON lines and nothing else
-    assert events[0] == {"event": "start", "epochs": 2, "steps_per_epoch": 60,
-                         "train_samples": 60000, "test_samples": 10000}
-    assert all(e["event"] in ("iteration", "epoch", "end") for e in events[1:])
+    # 5,000 digits held out for validation: 55,000 trained on, the test set measured at the end.
+    assert events[0] == {"event": "start", "epochs": 2, "steps_per_epoch": 55,
+                         "train_samples": 55000, "validation_samples": 5000, "test_samples": 10000}
+    assert all(e["event"] in ("iteration", "epoch", "layers", "end") for e in events[1:])
     assert all(isinstance(e["epoch"], int) for e in events[1:])
-    assert [e["event"] for e in events].count("iteration") == 2 * 60
-    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    assert [e["event"] for e in events].count("iteration") == 2 * 55
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    # Layer statistics at steps 0 and 100 (the cadence) and after each epoch.
+    assert [(e["step"], e["epoch_end"]) for e in events if e["event"] == "layers"] == [
+        (0, False), (54, True), (100, False), (109, True)]
     end = events[-1]
     assert end["event"] == "end" and end["status"] == "completed"
     assert end["test_accuracy"] > 0.85
+    kept = max(epochs, key=lambda e: (e["val_accuracy"], -e["val_loss"]))
+    assert end["model_epoch"] == kept["epoch"]  # selected on validation, tested once
+    assert end["test_loss"] not in [e["val_loss"] for e in epochs]
 
     model, metadata = load_model(model_path)
     assert model.config.hidden_layers == (16,) and model.config.seed == 4
     assert metadata["test_accuracy"] == end["test_accuracy"]
+    assert metadata["model_epoch"] == end["model_epoch"]
 
     assert main(["evaluate", str(model_path), "--data-dir", str(data_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -170,8 +180,10 @@ def test_ctrl_c_stops_between_iterations_and_still_saves(data_dir, tmp_path):
                                env=env, cwd=ROOT)
     try:
         assert json.loads(process.stdout.readline())["event"] == "start"
-        for _ in range(5):  # wait until training is under way
-            assert json.loads(process.stdout.readline())["event"] == "iteration"
+        seen = []
+        while seen.count("iteration") < 5:  # wait until training is under way
+            seen.append(json.loads(process.stdout.readline())["event"])
+        assert set(seen) <= {"iteration", "layers"}  # step 0's layer statistics among them
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:

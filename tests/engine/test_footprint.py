@@ -72,7 +72,8 @@ import json, sys
 from pathlib import Path
 from engine.config import TrainConfig
 from engine.control import TrainingControl
-from engine.data import load_mnist
+from engine.data import hold_out, load_mnist
+from engine.inside import LayerWatch
 from engine.trainer import Trainer
 
 config = TrainConfig.from_dict(json.loads(sys.argv[1]))
@@ -83,8 +84,9 @@ def listener(event):
         steps.append(event.step)
         if len(steps) == 3:
             control.stop()
-Trainer(config, load_mnist(Path(sys.argv[2]), fetch=False, train=4096, test=2000), [listener],
-        control).run()
+data = hold_out(load_mnist(Path(sys.argv[2]), fetch=False, test=2000), config.validation_size,
+                train=4096)  # as a server's worker: validation held out, a slice trained on
+Trainer(config, data, [listener, LayerWatch(1)], control).run()
 peak_kb = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(int(peak_kb) * 1024)
 """
@@ -93,7 +95,8 @@ print(int(peak_kb) * 1024)
 @pytest.mark.mnist
 def test_memory_estimate_is_above_a_real_training_process_peak(tmp_path, mnist_dir):
     """Three real training steps (and the evaluation after them) in a fresh process, as a worker
-    does them: its peak resident memory stays under the estimate the server refuses runs by."""
+    does them (layer statistics at every step): its peak resident memory stays under the
+    estimate the server refuses runs by."""
     values = {"hidden_layers": [1024, 1024], "batch_size": 2048, "optimizer": "adam",
               "augmentation": {"shift": 2, "rotation": 10, "scale": 0.1, "thickness": 0.3}}
     done = subprocess.run([sys.executable, "-c", MEASURE_PEAK, json.dumps(values), str(tmp_path)],

@@ -229,7 +229,7 @@ def zombie(pid: int) -> bool:
 # --- in the trainer --------------------------------------------------------------------------------
 def config(**fields) -> TrainConfig:
     base = {"hidden_layers": [32], "epochs": 2, "batch_size": 128, "optimizer": "momentum",
-            "learning_rate": 0.05, "lr_schedule": "constant",
+            "learning_rate": 0.05, "lr_schedule": "constant", "validation_size": 0,
             "augmentation": {"shift": 1, "rotation": 5, "thickness": 0.3}}
     return TrainConfig.from_dict({**base, **fields})
 
@@ -322,35 +322,35 @@ def test_epoch_metrics_count_every_sample_of_every_prepared_batch(data):
     assert epoch.train_accuracy * 1000 == pytest.approx(round(epoch.train_accuracy * 1000))
 
 
-@pytest.mark.parametrize(("stop_at", "evaluations"), [(None, 3), (3, 2 + 1)])
-def test_the_final_test_accuracy_reuses_the_last_validation_when_no_step_followed_it(
+@pytest.mark.parametrize(("stop_at", "evaluations"), [(None, 3 * 2 + 1), (3, 2 * 2 + 1)])
+def test_every_evaluation_uses_both_threads_and_the_test_comes_once_at_the_end(
         data, monkeypatch, stop_at, evaluations):
+    """Per epoch the clean train metric and the validation; the test set once, at the end, for
+    the kept epoch (never a validation reused: they are other digits)."""
     import engine.trainer
 
     calls = []
     real = engine.trainer.evaluate
 
     def counting(*args, **kwargs):
-        calls.append(kwargs)
+        calls.append((len(args[2]), kwargs))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine.trainer, "evaluate", counting)
     control = TrainingControl()
 
     def listener(event):
-        if isinstance(event, IterationEvent) and event.step == 2 * 8 + stop_at:
-            control.stop()  # in the third epoch: 2 validations, then the final evaluation
+        if isinstance(event, IterationEvent) and event.step == 2 * 7 + stop_at:
+            control.stop()  # in the third epoch: 2 epochs' evaluations, then the test
 
     events = []
-    end = Trainer(config(epochs=3), data, [events.append] + ([listener] if stop_at else []),
-                  control).run()
+    end = Trainer(config(epochs=3, validation_size=100), data,
+                  [events.append] + ([listener] if stop_at else []), control).run()
     assert len(calls) == evaluations
-    assert all(call["threads"] == 2 for call in calls)
-    last_validation = [e for e in events if isinstance(e, EpochEvent)][-1]
-    if stop_at is None:
-        assert end.status == "completed" and end.test_accuracy == last_validation.val_accuracy
-    else:
-        assert end.status == "stopped" and 0 <= end.test_accuracy <= 1
+    assert all(kwargs["threads"] == 2 for _, kwargs in calls)
+    assert [size for size, _ in calls[-1:]] == [len(data.test_labels)]  # the test, last
+    assert end.status == ("completed" if stop_at is None else "stopped")
+    assert 0 <= end.test_accuracy <= 1
 
 
 def test_a_failed_fork_falls_back_to_preparing_inline(data, monkeypatch):

@@ -44,7 +44,7 @@ def test_validation_and_pauses_are_not_counted_as_slow_steps():
     meter(step(0))
     clock.now += 30.0  # the validation pass
     meter(EpochEvent(epoch=1, train_loss=1, train_accuracy=0.5, val_loss=1, val_accuracy=0.5,
-                     duration_s=30.1, learning_rate=0.1))
+                     running_loss=1, running_accuracy=0.5, duration_s=30.1, learning_rate=0.1))
     clock.now += 0.1
     meter(step(1))
     assert meter.samples_per_second == pytest.approx(1000.0)

@@ -36,7 +36,7 @@ def data():
 
 def config(**fields) -> TrainConfig:
     base = {"hidden_layers": [32], "epochs": 2, "batch_size": 128, "optimizer": "momentum",
-            "learning_rate": 0.05, "lr_schedule": "constant",
+            "learning_rate": 0.05, "lr_schedule": "constant", "validation_size": 0,
             "augmentation": {}}  # random noise prototypes: shifting them makes another problem
     return TrainConfig.from_dict({**base, **fields})
 
@@ -60,7 +60,8 @@ def test_events_of_a_complete_run(data):
     assert events[-1] is end and isinstance(end, EndEvent)
     # 1000 samples in batches of 128: 7 full batches and a last partial one of 104.
     assert trainer.steps_per_epoch == 8
-    assert events[0] == StartEvent(epochs=2, steps_per_epoch=8, train_samples=1000, test_samples=301)
+    assert events[0] == StartEvent(epochs=2, steps_per_epoch=8, train_samples=1000, test_samples=301,
+                                   validation_samples=0)
     assert [e.step for e in iterations] == list(range(16))
     assert [e.epoch for e in iterations] == [1] * 8 + [2] * 8
     assert [e.samples for e in iterations] == ([128] * 7 + [104]) * 2
@@ -69,7 +70,9 @@ def test_events_of_a_complete_run(data):
     assert (end.status, end.reason, end.epochs_completed, end.steps_completed) == (
         "completed", None, 2, 16)
     assert all(e.learning_rate == 0.05 for e in iterations)
-    assert all(0 <= e.val_accuracy <= 1 and e.duration_s > 0 for e in epochs)
+    assert all(0 <= e.train_accuracy <= 1 and e.duration_s > 0 for e in epochs)
+    assert all(e.val_loss is None and e.val_accuracy is None for e in epochs)  # none held out
+    assert end.model_epoch == 2  # nothing to select on: the last epoch
     assert all_floats_finite(events)
 
 
@@ -77,14 +80,14 @@ def test_every_sample_counts_including_the_last_partial_batch(data):
     trainer, events, end = run(config(epochs=1, batch_size=300), data)  # 300+300+300+100
     epoch = next(e for e in events if isinstance(e, EpochEvent))
     assert end.steps_completed == 4
-    assert (epoch.train_accuracy * 1000) == pytest.approx(round(epoch.train_accuracy * 1000))
-    # Validation covers all 301 test samples, in whatever batches evaluate() uses.
+    assert (epoch.running_accuracy * 1000) == pytest.approx(round(epoch.running_accuracy * 1000))
+    # The test covers all 301 test samples, in whatever batches evaluate() uses.
     full = evaluate(trainer.model, data.test_images, data.test_labels)
     in_small_batches = evaluate(trainer.model, data.test_images, data.test_labels, batch_size=64)
     assert len(full.predictions) == len(in_small_batches.predictions) == 301
     np.testing.assert_array_equal(full.predictions, in_small_batches.predictions)
     assert full.accuracy == pytest.approx(np.mean(full.predictions == data.test_labels))
-    assert epoch.val_accuracy == full.accuracy == end.test_accuracy
+    assert full.accuracy == end.test_accuracy
     assert full.loss == pytest.approx(in_small_batches.loss, rel=1e-5)
 
 
@@ -149,8 +152,8 @@ def test_stop_takes_effect_before_the_next_iteration(data):
     assert [e.step for e in events if isinstance(e, IterationEvent)] == list(range(6))
     assert (end.status, end.reason, end.steps_completed) == ("stopped", "stopped on request", 6)
     assert end.epochs_completed == 0
-    # A stopped model keeps its weights and is usable.
-    assert 0 <= end.test_accuracy <= 1
+    # No epoch finished, so no model was kept and none is tested; the weights stay usable.
+    assert end.model_epoch is None and end.test_accuracy is None
     probabilities = trainer.model.predict_proba(normalise(data.test_images))
     assert np.all(np.isfinite(probabilities))
 
@@ -304,7 +307,7 @@ def test_weights_that_blow_up_in_the_last_update_of_an_epoch_diverge_at_the_next
     events = []
     trainer = Trainer(config(), data, [events.append, BreakTheWeights()])
     end = trainer.run()
-    assert end.status == "failed" and "validation loss" in end.reason
+    assert end.status == "failed" and "training-digit loss is not finite" in end.reason
     assert end.diverged == Divergence(step=trainer.steps_per_epoch, loss=None)
     assert not any(isinstance(e, EpochEvent) for e in events)
 
@@ -328,7 +331,7 @@ def test_events_are_plain_data():
 
 def test_the_epoch_fields_are_the_epoch_events_fields_and_nothing_else():
     assert EPOCH_FIELDS == ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                            "duration_s", "learning_rate")
+                            "running_loss", "running_accuracy", "duration_s", "learning_rate")
     assert "event" not in {f.name for f in dataclasses.fields(EpochEvent)}  # the kind is no field
 
 

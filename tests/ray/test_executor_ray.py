@@ -125,6 +125,25 @@ def test_pause_holds_the_trainer_between_two_steps(executor, mnist_dir, tmp_path
     assert recorder.steps(4) == list(range(len(recorder.steps(4))))
 
 
+def test_a_step_request_trains_exactly_that_many_steps_then_pauses_again(executor, mnist_dir,
+                                                                          tmp_path):
+    recorder = Recorder()
+    handle = executor.submit(job(7, mnist_dir, tmp_path, epochs=200), recorder)
+    wait_for(lambda: len(recorder.steps(7)) > 10, 120, what="the run to train")
+    handle.pause()
+
+    def pauses() -> list[PauseEvent]:
+        return [m for m in recorder.of(7) if isinstance(m, PauseEvent) and m.paused]
+
+    first = wait_for(lambda: (pauses() or [None])[0], 30, what="the pause to take effect")
+    handle.step(3)
+    second = wait_for(lambda: (pauses()[1:] or [None])[0], 30, what="the pause after 3 steps")
+    assert second.step == first.step + 3
+    assert recorder.steps(7) == list(range(first.step + 3))
+    handle.stop()
+    assert wait_for(lambda: recorder.ended(7), 60, what="the run to end").status == "stopped"
+
+
 def test_shutdown_ends_every_run_and_its_actor(ray_driver, mnist_dir, tmp_path):
     from app.executor_ray import RayExecutor
 
