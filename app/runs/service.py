@@ -325,7 +325,8 @@ class RunService:
 
     async def step(self, run_id: int, steps: int) -> schemas.Run:
         """Train a paused run `steps` more iterations; answers once it has paused again (or
-        ended: its last epoch may end meanwhile), every step stored and streamed."""
+        ended: its last epoch may end meanwhile), every step stored and streamed. A run that
+        takes no step for `stop_timeout_s` answers NotSettled (503) instead of waiting on."""
         live = self._require_status(run_id, "paused", "stepped", "only a paused run can be "
                                     "stepped; pause it first")
         if self.table.get(run_id).stepping:
@@ -333,7 +334,14 @@ class RunService:
                            "wait for its answer")
         self._receive(run_id, StepRequested(steps))
         live.handle.step(steps)
-        await live.until(lambda: not self.table.get(run_id).stepping, None)
+        settled = lambda: not self.table.get(run_id).stepping  # noqa: E731
+        progress = self.table.get(run_id).step
+        while not await live.until(settled, self.settings.stop_timeout_s):
+            if self.table.get(run_id).step == progress:
+                raise NotSettled(f"run {run_id} took no step for {self.settings.stop_timeout_s:g} "
+                                 "s of the ones asked for; the server log may say why. Its "
+                                 "status says where it is")
+            progress = self.table.get(run_id).step
         return self.get(run_id)
 
     async def control(self, run_id: int, action: Action) -> schemas.Run:

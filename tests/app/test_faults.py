@@ -254,6 +254,49 @@ def test_diverging_run_fails_with_reason_and_no_nan_anywhere(tmp_path, mnist_dir
         assert client.get(f"/api/runs/{run_id}").json()["diverged"] == diverged
 
 
+def children_of(pids: list[int]) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) in pids:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_stuck_run_gets_bounded_answers_to_step_and_stop(tmp_path, mnist_dir):
+    """A paused run whose batches stop coming (the process that prepares them is frozen with
+    SIGSTOP, so the trainer waits for its next batch): a step request answers 503 once no step
+    came for stop_timeout_s (it waited forever), and a stop kills the training process and
+    answers with the run ended. (Freezing the trainer itself would freeze the server too: setting
+    a multiprocessing.Event waits for each process sleeping on it to wake.)"""
+    env = server_env(mnist_dir, MNIST_LAB_STOP_TIMEOUT_S="2")
+    with LiveServer(tmp_path / "data", env=env) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        run_id = client.post("/api/runs", json=LONG_RUN).json()["id"]
+        wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["progress"]["step"] > 10, 60,
+                 what="the run to train")
+        paused = client.post(f"/api/runs/{run_id}/pause")
+        assert paused.json()["status"] == "paused", paused.text
+        preparers = children_of(server.worker_pids())  # (forked by the training process)
+        if not preparers:
+            pytest.skip("batches are prepared inline here (no fork): nothing to freeze apart")
+        for pid in preparers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            stepped = client.post(f"/api/runs/{run_id}/step", json={"steps": 500})
+            assert stepped.status_code == 503, stepped.text
+            assert "took no step" in strict_json(stepped.text)["detail"]
+            assert stepped.headers["retry-after"]
+            stopped = client.post(f"/api/runs/{run_id}/stop")
+            assert stopped.status_code == 200, stopped.text
+            assert stopped.json()["status"] in ENDED
+        finally:
+            for pid in preparers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        assert client.get("/healthz").status_code == 200
+
+
 # --- the data dir becomes read-only or full -------------------------------------------------------------
 def needs_root(what: str) -> None:
     if os.geteuid() != 0:
