@@ -284,7 +284,7 @@ export class LineChart {
   legendItems() {
     if (this.legendEntries) return this.legendEntries;
     return this.series.filter((s) => s.legend !== false)
-      .map((s) => ({ label: s.label, color: this.colorOf(s), dash: s.dash, faint: s.band || (s.alpha ?? 1) < 0.6 }));
+      .map((s) => ({ label: s.label, color: this.colorOf(s), dash: s.dash, faint: Boolean(s.band), light: !s.band && (s.alpha ?? 1) < 0.6 }));
   }
 
   renderLegend() {
@@ -300,8 +300,9 @@ export class LineChart {
         item.className = 'legend-item';
         const swatch = document.createElement('span');
         swatch.className = 'legend-swatch';
-        if (entry.dash) swatch.classList.add('dashed');
+        if (entry.dash) swatch.classList.add(entry.dash[0] <= 1 ? 'dotted' : 'dashed');
         if (entry.faint) swatch.classList.add('faint');
+        if (entry.light) swatch.classList.add('light');
         if (entry.neutral) swatch.classList.add('neutral');
         else swatch.style.color = entry.color;
         item.append(swatch, document.createTextNode(entry.label));

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 
 from app.protocol import (
@@ -35,7 +34,7 @@ from engine.events import (
 )
 from engine.model import load_model
 from engine.trainer import Trainer
-from tests.engine.synthetic import synthetic_digits
+from tests.engine.synthetic import ScrambleAfterEpoch, synthetic_digits
 
 EXAMPLES = [
     StartEvent(epochs=2, steps_per_epoch=8, train_samples=1000, test_samples=301,
@@ -143,18 +142,8 @@ def test_the_worker_checkpoints_the_epochs_it_keeps_and_streams_layers_after_the
               lr_decay=0.01, learning_rate=0.1)
     data = synthetic_digits(n_train=1000, n_test=301)
 
-    class ScrambleAfterEpoch2:
-        def bind(self, trainer):
-            self.trainer = trainer
-
-        def __call__(self, event):
-            if isinstance(event, EpochEvent) and event.epoch == 2:
-                rng = np.random.default_rng(0)
-                for parameter in self.trainer.model.parameters():
-                    parameter.value += rng.normal(0, 1, parameter.value.shape).astype(np.float32)
-
     Trainer(run.config, data, [Reporter(run, lambda m: sent.append(from_wire(to_wire(m)))),
-                               LayerWatch(3), ScrambleAfterEpoch2()]).run()
+                               LayerWatch(3), ScrambleAfterEpoch(2)]).run()
     accuracies = {m.epoch: m.val_accuracy for m in sent if isinstance(m, EpochEvent)}
     checkpoints = [m.epoch for m in sent if isinstance(m, Checkpoint)]
     best = max(accuracies, key=lambda epoch: accuracies[epoch])

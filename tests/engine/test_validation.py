@@ -23,7 +23,7 @@ from engine.events import (
 )
 from engine.metrics import evaluate
 from engine.trainer import Trainer
-from tests.engine.synthetic import synthetic_digits
+from tests.engine.synthetic import ScrambleAfterEpoch, synthetic_digits
 from tests.waiting import wait_for
 
 
@@ -122,19 +122,9 @@ def test_the_run_keeps_the_epoch_best_on_validation_not_the_last(data):
     earlier epoch's weights, and tests those."""
     watcher = ModelAtEachEpoch(data)
 
-    class Scramble:
-        def bind(self, trainer):
-            self.trainer = trainer
-
-        def __call__(self, event):
-            if isinstance(event, EpochEvent) and event.epoch == 2:
-                rng = np.random.default_rng(0)
-                for parameter in self.trainer.model.parameters():
-                    parameter.value += rng.normal(0, 1, parameter.value.shape).astype(np.float32)
-
     events = []
     trainer = Trainer(config(epochs=4, lr_schedule="step", lr_decay=0.01), data,
-                      [events.append, watcher, Scramble()])
+                      [events.append, watcher, ScrambleAfterEpoch(2)])
     end = trainer.run()
     accuracies = [e.val_accuracy for e in events if isinstance(e, EpochEvent)]
     assert max(accuracies[2:]) < accuracies[1], accuracies
