@@ -3,7 +3,6 @@ validation errors add the structured `errors` list, and nothing a client sends c
 
 from __future__ import annotations
 
-import errno
 import logging
 import sqlite3
 from typing import Any
@@ -15,7 +14,8 @@ from starlette.routing import Match
 
 from app.predictor import CorruptModel, InputError, NoModel
 from app.responses import CleanJSONResponse
-from app.runs.errors import Conflict, RunNotFound
+from app.runs.errors import Conflict, NotSettled, RunNotFound
+from app.store import StorageUnavailable, storage_problem
 from app.sweeps.service import SweepNotFound
 from app.sweeps.space import SpaceError
 from engine.config import SHOWN_CHARACTERS, ConfigError, shown
@@ -49,26 +49,6 @@ def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[st
 def _clipped(text: str) -> str:
     """A name the client sent (an unknown field's), cut short: never echoed back whole."""
     return text if len(text) <= SHOWN_CHARACTERS else shown(text)
-
-
-STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-                  errno.EROFS: "the file system is read-only",
-                  errno.EACCES: "it may not (permissions: the files are read-only to it)",
-                  errno.EPERM: "it may not (the files are read-only or immutable)"}
-SQLITE_STORAGE_MESSAGES = {"readonly": "the database or its file system is read-only",
-                           "disk is full": "the disk is full",
-                           "disk i/o": "writing failed (the disk may be read-only, full or failing)",
-                           "unable to open": "the database file cannot be opened"}
-
-
-def storage_problem(error: Exception) -> str | None:
-    """What is wrong with the data dir, if `error` says the disk is full or not writable."""
-    if isinstance(error, OSError):
-        return STORAGE_ERRNOS.get(error.errno)
-    if isinstance(error, sqlite3.Error):
-        text = str(error).lower()
-        return next((problem for key, problem in SQLITE_STORAGE_MESSAGES.items() if key in text), None)
-    return None
 
 
 ALL_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
@@ -121,18 +101,28 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InputError, plain(422))
 
     async def storage(request: Request, error: Exception):
-        problem = storage_problem(error)
+        if isinstance(error, StorageUnavailable):
+            problem, error = error.problem, error.error
+        else:
+            problem = storage_problem(error)
         if problem is None:
             return await unexpected(request, error)
         logger.error("cannot write to the data dir: %s", error)
         data_dir = request.app.state.settings.data_dir
         return CleanJSONResponse(status_code=507, content={"detail": (
             f"the server cannot write to its data dir ({data_dir}): {problem} ({error}). Nothing "
-            "already stored was changed; free some space or make the data dir writable, then "
-            "try again")})
+            "already stored was changed, and what runs reported meanwhile is kept and stored once "
+            "it works again; free some space or make the data dir writable, then try again")})
 
     app.add_exception_handler(sqlite3.Error, storage)
     app.add_exception_handler(OSError, storage)
+    app.add_exception_handler(StorageUnavailable, storage)
+
+    async def not_settled(request: Request, error: Exception):
+        return CleanJSONResponse(status_code=503, content={"detail": str(error)},
+                                 headers={"Retry-After": "5"})
+
+    app.add_exception_handler(NotSettled, not_settled)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception):

@@ -59,10 +59,11 @@ class LocalRunHandle:
         self._stop_timeout = stop_timeout
         self._queue = context.Queue()
         stop_event, running_event = context.Event(), context.Event()
-        step_budget = context.Value("q", 0)
-        self.control = TrainingControl(stop_event, running_event, step_budget)
+        step_budget, resumes = context.Value("q", 0), context.Value("q", 0)
+        self.control = TrainingControl(stop_event, running_event, step_budget, resumes)
         self.process = context.Process(
-            target=run_worker, args=(job, self._queue, stop_event, running_event, step_budget),
+            target=run_worker,
+            args=(job, self._queue, stop_event, running_event, step_budget, resumes),
             name=f"mnist-lab-run-{job.run_id}", daemon=True,
         )
         self._pump = threading.Thread(target=self._pump_messages, name=f"run-{job.run_id}-messages",

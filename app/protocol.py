@@ -18,7 +18,8 @@ A wire dict is JSON-ready: its kind under "event", then the message's fields (by
 
 To add a message kind: a frozen dataclass with an `event` class constant, added to `Message`,
 and a `case` for it in the run service's reducer (app/runs/state.py); if it must also be stored
-or streamed, a `case` in RunService._before (store) or ._publish (feed) as well.
+or streamed, a `case` in RunService._receive (into the backlog, app/runs/backlog.py, which
+stores it and hands it to the feed) as well.
 """
 
 from __future__ import annotations

@@ -156,6 +156,15 @@ class Divergence(Answer):
     loss: float | None = Field(description="that loss; null when it was not a finite number")
 
 
+class Unstored(Answer):
+    """What the server holds for a run that is not stored yet: the data dir refused it (full or
+    read-only). It is kept in order and stored, then streamed, as soon as the disk takes it."""
+
+    steps: int = Field(description="steps taken but not stored yet (nor streamed)")
+    epochs: int = Field(description="finished epochs not stored yet (nor streamed)")
+    problem: str = Field(description="why: what is wrong with the data dir")
+
+
 class RunSummary(Answer):
     """A run as listed: everything but its per-epoch metrics."""
 
@@ -186,6 +195,9 @@ class RunSummary(Answer):
                                                     "failed because it diverged; else null")
     sweep_id: int | None = Field(description="the sweep this run is a trial of; null: a run of its own")
     trial: int | None = Field(description="its trial number in that sweep (Optuna's, from 0)")
+    unstored: Unstored | None = Field(None, description=(
+        "null when everything the run reported is stored; else what is not yet (the data dir "
+        "is full or read-only: free space or make it writable, and it is stored then)"))
 
 
 class Run(RunSummary):
@@ -208,6 +220,9 @@ class Point(Answer):
 class Metrics(Answer):
     iterations: list[Point]
     epochs: list[Epoch]
+    next_after: int | None = Field(description=(
+        "null when these are the last stored steps; else more follow: ask again with "
+        "after=<this> (the Link header says the same)"))
 
 
 MAX_STEPS_PER_REQUEST = 1000  # the answer waits for them: a few seconds to half a minute

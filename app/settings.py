@@ -46,8 +46,10 @@ class Settings:
     # Pixels decoded (after a JPEG's own downscaling), 4 bytes each at most: 2048 x 2048.
     max_image_pixels: int = 4_194_304
     max_concurrent_decodes: int = 2  # pictures decoded at once; more wait their turn
-    # Live stream: a client more than this many points or messages behind gets a fresh snapshot.
-    stream_max_lag_points: int = 20_000
+    # Live stream: at most this many points in one message (a finished run's curve, or a client
+    # that fell behind, comes a page at a time); a client more than this many messages behind
+    # gets a fresh snapshot instead of them.
+    stream_page_points: int = 10_000
     stream_max_lag_messages: int = 256
     stream_interval_s: float = 0.05  # at most ~20 `iterations` messages a second per client
     stream_send_timeout_s: float = 30.0  # a client that accepts nothing this long is disconnected
@@ -98,6 +100,8 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"{name} must be a positive number of samples, got {value}")
+        if self.stream_page_points < 1:
+            raise SettingsError(f"stream_page_points must be at least 1, got {self.stream_page_points}")
         if self.executor not in EXECUTORS:
             raise SettingsError(f"executor must be one of {', '.join(EXECUTORS)}, got "
                                 f"{self.executor!r}")

@@ -4,11 +4,19 @@ runs are. Model weights live next to it as `.npz` files (written by the workers)
 optimiser keeps its own journal (app/sweeps/).
 
 The store is plain synchronous sqlite3 behind a lock, so it can be called from the event loop
-(small writes) and from worker threads (large reads) alike.
+(small writes) and from worker threads (reads, a slice at a time so that the lock is never held
+for long) alike.
+
+The database is opened in exclusive locking mode: the server is its only user while it runs, and
+SQLite then keeps the WAL's index in the process's own memory instead of a memory-mapped `-shm`
+file. A mapped file is written through page faults, and a page fault on a file that became
+read-only or immutable, or on a file system with no room left, is a SIGBUS that kills the
+server; plain writes that fail are errors the server answers (507) and recovers from.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -138,10 +146,40 @@ RUN_COLUMNS = (  # the columns a run's changes update (RunState, app/runs/state.
     "test_loss", "model_epoch",  # version 4
 )
 JSON_COLUMNS = frozenset({"tags"})  # stored as JSON text, read back as lists
+SQLITE_INTEGER_MAX = 2**63 - 1  # run ids and steps are SQLite integers
+
+
+STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EROFS: "the file system is read-only",
+                  errno.EACCES: "it may not (permissions: the files are read-only to it)",
+                  errno.EPERM: "it may not (the files are read-only or immutable)"}
+SQLITE_STORAGE_MESSAGES = {"readonly": "the database or its file system is read-only",
+                           "disk is full": "the disk is full",
+                           "disk i/o": "writing failed (the disk may be read-only, full or failing)",
+                           "unable to open": "the database file cannot be opened"}
+
+
+def storage_problem(error: Exception) -> str | None:
+    """What is wrong with the data dir, if `error` says the disk is full or not writable."""
+    if isinstance(error, OSError):
+        return STORAGE_ERRNOS.get(error.errno)
+    if isinstance(error, sqlite3.Error):
+        text = str(error).lower()
+        return next((problem for key, problem in SQLITE_STORAGE_MESSAGES.items() if key in text), None)
+    return None
 
 
 class StoreError(RuntimeError):
     """The database cannot be used (for instance it was written by a newer MNIST Lab)."""
+
+
+class StorageUnavailable(Exception):
+    """Writing to the data dir fails (`problem`, from `storage_problem`; `error`, the failure):
+    a request that would store something new is refused (HTTP 507) until it works again."""
+
+    def __init__(self, problem: str, error: Exception | None):
+        super().__init__(f"{problem} ({error})" if error else problem)
+        self.problem, self.error = problem, error
 
 
 class Store:
@@ -151,11 +189,20 @@ class Store:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash of the process
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL: no shared memory (above)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash of the process
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except BaseException as error:
+            self._db.close()  # (its lock with it)
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise StoreError(f"{self.path} is in use by another program (another mnist-lab "
+                                 "serve on the same data dir?); stop it, or use another "
+                                 "--data-dir") from None
+            raise
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -254,13 +301,37 @@ class Store:
                 [(run_id, step, epoch, loss) for step, epoch, loss in points],
             )
 
-    def iterations(self, run_id: int, after: int = -1) -> list[tuple[int, int, float]]:
+    def iterations(self, run_id: int, after: int = -1, limit: int = -1,
+                   upto: int | None = None) -> list[tuple[int, int, float]]:
+        """(step, epoch, loss) of the steps after `after` (up to `upto`), in order; at most
+        `limit` of them (-1: all)."""
+        upto = SQLITE_INTEGER_MAX if upto is None else upto
         with self._lock:
             rows = self._db.execute(
-                "SELECT step, epoch, loss FROM iterations WHERE run_id = ? AND step > ? ORDER BY step",
-                (run_id, after),
+                "SELECT step, epoch, loss FROM iterations WHERE run_id = ? AND step > ? "
+                "AND step <= ? ORDER BY step LIMIT ?", (run_id, after, upto, limit),
             ).fetchall()
         return [tuple(row) for row in rows]
+
+    def page_end(self, run_id: int, after: int, limit: int) -> tuple[int | None, bool]:
+        """The last of the (at most `limit`) steps after `after`, None if there are none; and
+        whether more steps follow it."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT step FROM iterations WHERE run_id = ? AND step > ? ORDER BY step "
+                "LIMIT 2 OFFSET ?", (run_id, after, limit - 1)).fetchall()
+            if rows:
+                return rows[0][0], len(rows) > 1
+            last = self._db.execute("SELECT MAX(step) FROM iterations WHERE run_id = ? AND "
+                                    "step > ?", (run_id, after)).fetchone()[0]
+        return last, False
+
+    def epoch_last_steps(self, run_id: int) -> dict[int, int]:
+        """The last stored step of each epoch."""
+        with self._lock:
+            rows = self._db.execute("SELECT epoch, MAX(step) FROM iterations WHERE run_id = ? "
+                                    "GROUP BY epoch", (run_id,)).fetchall()
+        return {epoch: step for epoch, step in rows}
 
     def add_epoch(self, run_id: int, epoch: dict[str, Any]) -> None:
         with self._lock:

@@ -65,9 +65,10 @@ class RunJob:
     threads: int = 0
 
 
-def run_worker(job: RunJob, queue, stop_event, running_event, step_budget) -> None:
+def run_worker(job: RunJob, queue, stop_event, running_event, step_budget, resumes) -> None:
     """Process entry point of the local executor: messages go to `queue` as wire dicts, the
-    parent steers through two multiprocessing Events and a Value (steps left). Never raises."""
+    parent steers through two multiprocessing Events and two Values (steps left, resumes asked;
+    engine/control.py). Never raises."""
     limit_blas_threads(job.threads)
     _exit_with_parent()
     if job.nice:
@@ -76,7 +77,7 @@ def run_worker(job: RunJob, queue, stop_event, running_event, step_budget) -> No
         except OSError:
             pass
     run_job(job, lambda message: queue.put(to_wire(message)),
-            TrainingControl(stop_event, running_event, step_budget))
+            TrainingControl(stop_event, running_event, step_budget, resumes))
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -151,7 +152,7 @@ class Reporter:
                 self.flush()
                 self.send(event)
                 if self.trainer.model_epoch == event.epoch:  # kept: the best so far
-                    self.save(event.epoch)
+                    self.save_checkpoint(event.epoch)
             case EndEvent():
                 self.flush()
                 if event.status != "failed" and event.model_epoch is not None:
@@ -167,6 +168,21 @@ class Reporter:
                                  self.learning_rate))
             self.points = []
         self.flushed_at = self.clock()
+
+    def save_checkpoint(self, epoch: int) -> None:
+        """The model after an epoch. A data dir that is full or read-only skips it (the run
+        trains on; the next epoch's is tried again, and the last one must be saved or the run
+        fails); any other failure ends the run."""
+        from app.store import storage_problem
+
+        try:
+            self.save(epoch)
+        except OSError as error:
+            problem = storage_problem(error)
+            if problem is None:
+                raise
+            print(f"run {self.job.run_id}: the model of epoch {epoch} was not saved ({problem}: "
+                  f"{error}); training goes on", file=sys.stderr, flush=True)
 
     def save(self, epoch: int, **extra) -> None:
         from engine.model import model_bytes, save_model  # not at the top, for NumPy: see run_job

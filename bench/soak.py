@@ -61,7 +61,8 @@ async def watch_one(url: str, deadline: float) -> dict:
                     received["epochs"] = len(message["epochs"])
                 elif kind == "epoch":
                     received["epochs"] += 1
-                elif kind == "status" and message["status"] in FINAL:
+                elif (kind == "status" and message["status"] in FINAL
+                      and not message["run"].get("unstored")):  # (else held-back steps follow)
                     received["final_status"] = message["status"]
                 for point in points:
                     step = point["step"]

@@ -7,14 +7,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 import engine
 from app import options as server_options
 from app import schemas
 from app.deps import get_inspector, get_runs, get_settings
 from app.inspection import MAX_MISCLASSIFIED_PAGE, MAX_WEIGHT_IMAGES, PIXELS_PATTERN, Inspector
-from app.runs.service import RunService
+from app.runs.service import METRICS_PAGE, RunService
 from app.settings import Settings
 
 router = APIRouter()
@@ -106,12 +106,21 @@ async def resume_run(run_id: int, runs: Runs):
 async def metrics(run_id: int, runs: Runs,
                   format: Annotated[Literal["json", "csv"], Query()] = "json",
                   after: Annotated[int, Query(ge=-1, le=schemas.MAX_ID,
-                                              description="only steps after this one")] = -1):
-    """Every per-iteration loss and every per-epoch metric, as JSON or CSV."""
+                                              description="only steps after this one")] = -1,
+                  limit: Annotated[int, Query(ge=1, le=METRICS_PAGE, description=(
+                      "at most this many steps; `next_after` (and the Link header) says where "
+                      "the rest start"))] = METRICS_PAGE):
+    """The stored per-iteration losses after `after` (at most `limit`) and every stored
+    per-epoch metric, as JSON or CSV."""
+    page = await runs.metrics(run_id, after, limit, format)
+    headers = {}
+    if page.next_after is not None:
+        headers["Link"] = (f'</api/runs/{run_id}/metrics?format={format}&after={page.next_after}'
+                           f'&limit={limit}>; rel="next"')
     if format == "csv":
-        return Response(await runs.metrics_csv(run_id, after), media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'})
-    return await runs.metrics(run_id, after)
+        headers["Content-Disposition"] = f'attachment; filename="run-{run_id}-metrics.csv"'
+    return StreamingResponse(page.body, headers=headers,
+                             media_type="text/csv" if format == "csv" else "application/json")
 
 
 @router.get("/api/runs/{run_id}/layers", response_model=schemas.LayersHistory, responses=ERRORS,

@@ -32,15 +32,16 @@ async def stream(websocket: WebSocket, run_id: int):
         reason = f"after must be a step number (-1 or more), got {raw_after!r}"
         await websocket.close(BAD_REQUEST, reason[:120])
         return
+    limits = StreamLimits(settings.stream_interval_s, settings.stream_page_points,
+                          settings.stream_max_lag_messages, settings.stream_send_timeout_s)
     try:
-        feed = await runs.feed(run_id)
+        async with runs.watch(run_id) as feed:
+            watcher = Watcher(feed, websocket.send_text, after, limits)
+            ended = await _serve(websocket, watcher.run(), f"ws-run-{run_id}")
     except RunNotFound as error:
         await websocket.close(NOT_FOUND, str(error)[:120])
         return
-    limits = StreamLimits(settings.stream_interval_s, settings.stream_max_lag_points,
-                          settings.stream_max_lag_messages, settings.stream_send_timeout_s)
-    watcher = Watcher(feed, websocket.send_text, after, limits)
-    if isinstance(await _serve(websocket, watcher.run(), f"ws-run-{run_id}"), Deleted):
+    if isinstance(ended, Deleted):
         with contextlib.suppress(Exception):
             await websocket.close(NOT_FOUND, f"run {run_id} was deleted")
 

@@ -16,3 +16,7 @@ class Conflict(Exception):
 
 class NoModelYet(Conflict):
     """The run (or the server) has no trained model yet (HTTP 409, like every other conflict)."""
+
+
+class NotSettled(Exception):
+    """A request whose effect the run did not confirm in time (HTTP 503: ask again)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Literal
 
 from app.runs.state import RunState
@@ -30,21 +31,22 @@ class ModelFiles:
     def exists(self, run_id: int) -> bool:
         return self.path(run_id).is_file()
 
-    def take_over(self, run_id: int, checkpoint: str) -> bool:
-        """Move a worker's checkpoint into place; whether it worked (a failure is logged)."""
-        try:
-            os.replace(checkpoint, self.path(run_id))
-        except OSError:
-            logger.exception("could not move the checkpoint of run %s into place", run_id)
-            return False
-        return True
+    def take_over(self, run_id: int, checkpoint: str) -> None:
+        """Move a worker's checkpoint into place (OSError if it cannot be)."""
+        os.replace(checkpoint, self.path(run_id))
 
-    def discard_pending(self, run_id: int | None = None) -> None:
+    def discard(self, checkpoint: str) -> None:
+        Path(checkpoint).unlink(missing_ok=True)
+
+    def discard_pending(self, run_id: int | None = None, keep: Iterable[str] = ()) -> None:
         """Checkpoints nobody will take over: of one run (saved by a worker that died before
-        reporting it), or of every run (left by the previous server)."""
+        reporting it), or of every run (left by the previous server); but those in `keep`
+        (reported, and waiting for their epoch to be stored)."""
         pattern = f"*{PENDING_SUFFIX}" if run_id is None else f"run-{run_id}.epoch-*{PENDING_SUFFIX}"
+        kept = {Path(path) for path in keep}
         for leftover in self.models_dir.glob(pattern):
-            leftover.unlink(missing_ok=True)
+            if leftover not in kept:
+                leftover.unlink(missing_ok=True)
 
     def remove(self, run_id: int) -> None:
         self.path(run_id).unlink(missing_ok=True)

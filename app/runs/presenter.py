@@ -7,10 +7,11 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from app import schemas
+from app.broadcast import dumps, point_json
 from app.protocol import Point
 from app.runs.state import RunState
 from engine.data.split import training_samples
@@ -55,8 +56,10 @@ class RunPresenter:
             train=training_samples(TRAIN_SAMPLES, held_out, self.train_subset),
             validation=held_out, test=self.test_samples)
 
-    def summary(self, run: RunState, active_run_id: int | None, now: float) -> schemas.RunSummary:
-        """`now`: a monotonic clock reading, for the duration of a run that is training."""
+    def summary(self, run: RunState, active_run_id: int | None, now: float,
+                unstored: schemas.Unstored | None = None) -> schemas.RunSummary:
+        """`now`: a monotonic clock reading, for the duration of a run that is training;
+        `unstored`: what the run reported that is not stored yet."""
         duration = run.duration_s
         if run.active and run.started_clock is not None:
             duration = now - run.started_clock
@@ -70,38 +73,60 @@ class RunPresenter:
             has_model=run.has_model, is_active_model=active_run_id == run.id,
             name=run.name, tags=list(run.tags), notes=run.notes, diverged=divergence(run),
             sweep_id=run.sweep_id, trial=run.trial,
+            unstored=unstored,
         )
 
     def run(self, run: RunState, epochs: Sequence[Mapping[str, Any]], active_run_id: int | None,
-            now: float) -> schemas.Run:
-        summary = self.summary(run, active_run_id, now)
+            now: float, unstored: schemas.Unstored | None = None) -> schemas.Run:
+        summary = self.summary(run, active_run_id, now, unstored)
         return schemas.Run(**dict(summary), epochs=[schemas.Epoch(**epoch) for epoch in epochs])
 
     def run_list(self, runs: Iterable[RunState], active_run_id: int | None, revision: int,
-                 now: float) -> schemas.RunList:
-        return schemas.RunList(runs=[self.summary(run, active_run_id, now) for run in runs],
+                 now: float, unstored: Callable[[int], schemas.Unstored | None] = lambda _: None,
+                 ) -> schemas.RunList:
+        return schemas.RunList(runs=[self.summary(run, active_run_id, now, unstored(run.id))
+                                     for run in runs],
                                active_model_run_id=active_run_id, revision=revision)
 
 
-def metrics(iterations: Sequence[Point], epochs: Sequence[Mapping[str, Any]]) -> schemas.Metrics:
-    return schemas.Metrics(
-        iterations=[schemas.Point(step=step, epoch=epoch, loss=loss) for step, epoch, loss in iterations],
-        epochs=[schemas.Epoch(**epoch) for epoch in epochs],
-    )
+# --- GET /api/runs/{id}/metrics: made a slice of steps at a time (`slices`, each formatted by one
+# of the functions below in a worker thread) while it is sent -----------------------------------------
+def points_json(points: Sequence[Point]) -> str:
+    """Points as the items of a JSON array (no brackets)."""
+    return ",".join(point_json(*point) for point in points)
 
 
-def metrics_csv(iterations: Sequence[Point], epochs: Sequence[Mapping[str, Any]]) -> str:
-    """One row per step; the epoch's metrics on the step that ended it."""
-    fields = EPOCH_FIELDS[1:]  # all but "epoch", a column already
-    by_epoch = {epoch["epoch"]: epoch for epoch in epochs}
-    last_step = {epoch: step for step, epoch, _ in iterations}
+async def metrics_json(slices: AsyncIterator[str], epochs: Sequence[Mapping[str, Any]],
+                       next_after: int | None) -> AsyncIterator[str]:
+    """The `Metrics` answer, its iterations from `slices` (made by `points_json`)."""
+    yield '{"iterations":['
+    separator = ""
+    async for text in slices:
+        yield separator + text
+        separator = ","
+    yield f'],"epochs":{dumps(list(epochs))},"next_after":{dumps(next_after)}}}'
+
+
+CSV_FIELDS = EPOCH_FIELDS[1:]  # an epoch's metrics, but "epoch": a column already
+
+
+def csv_rows(points: Sequence[Point], epochs: Mapping[int, Mapping[str, Any]],
+             epoch_ends: Mapping[int, int]) -> str:
+    """One CSV row per step; an epoch's metrics on the step that ended it (`epoch_ends`: the last
+    stored step of each epoch)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["step", "epoch", "loss", *fields])
-    for step, epoch, loss in iterations:
-        ended = by_epoch.get(epoch) if last_step[epoch] == step else None
-        writer.writerow([step, epoch, loss, *((ended[f] if ended else "") for f in fields)])
+    for step, epoch, loss in points:
+        ended = epochs.get(epoch) if epoch_ends.get(epoch) == step else None
+        writer.writerow([step, epoch, loss, *((ended[f] if ended else "") for f in CSV_FIELDS)])
     return out.getvalue()
+
+
+async def metrics_csv(slices: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The CSV export: a header, then the rows from `slices` (made by `csv_rows`)."""
+    yield ",".join(["step", "epoch", "loss", *CSV_FIELDS]) + "\n"
+    async for text in slices:
+        yield text
 
 
 def layers_history(bodies: Sequence[str], more: bool) -> schemas.LayersHistory:

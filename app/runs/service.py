@@ -4,7 +4,13 @@ It owns the run table (app/runs/table.py) and changes a run only through its red
 (app/runs/state.py): every message, from a worker or from a request, goes through `_receive`,
 which does the side effects the new state calls for around `apply`: steps and epochs stored
 before anyone is told, a checkpoint moved into place before the run says it has a model, the
-record updated, the live feed and the run list's revision told, the next queued run started.
+record updated, the feed and the run list's revision told, the next queued run started.
+
+Storing goes through the backlog (app/runs/backlog.py): on a full or read-only disk what a worker
+reports waits there, in order, and is stored (then streamed) as soon as the disk takes it again;
+the run's state goes on meanwhile (its status, its progress), and every answer about the run says
+what is not stored yet (`unstored`). Requests that would write something new (a run, a name, a
+choice of model, a deletion) are refused with 507 while the disk refuses.
 
 Everything here runs on the event loop; messages from the executor's threads are handed over with
 `call_soon_threadsafe`. SQLite is the record; the table is a cache of it that the live runs keep
@@ -18,17 +24,20 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from app import limits, schemas
-from app.broadcast import Revision, RunFeed, dumps
+from app.broadcast import Feeds, Revision, RunFeed, dumps
 from app.executor import Executor
 from app.protocol import Checkpoint, Ended, Iterations, Point
-from app.runs.errors import Conflict, NoModelYet
+from app.runs import presenter
+from app.runs.backlog import Backlog
+from app.runs.errors import Conflict, NoModelYet, NotSettled
 from app.runs.models import ActiveModel, ModelFiles
-from app.runs.presenter import RunPresenter, layers_history, metrics, metrics_csv
+from app.runs.presenter import RunPresenter, layers_history
 from app.runs.scheduler import Scheduler
 from app.runs.state import (
     DetailsChanged,
@@ -46,15 +55,28 @@ from app.runs.state import (
 )
 from app.runs.table import LiveRun, RunTable
 from app.settings import Settings
-from app.store import RUN_COLUMNS, Store
+from app.store import RUN_COLUMNS, StorageUnavailable, Store
 from engine.config import TrainConfig
 from engine.events import EpochEvent, LayersEvent, kept_epoch
 
 logger = logging.getLogger("app.runs")
 
-Action = Literal["stop", "pause", "resume"]
 # Changes to these alone are written with the next other change, not on their own (~20 a second).
 PROGRESS_COLUMNS = ("step", "epoch", "samples_per_second")
+DETAIL_COLUMNS = ("name", "tags", "notes")  # the user's, set by a request (PATCH)
+METRICS_PAGE = 100_000  # most steps in one /metrics answer (the default run limit's worth)
+READ_POINTS = 5_000  # steps read (and formatted) at a time, in a worker thread
+
+
+@dataclass
+class MetricsPage:
+    """One answer of GET /api/runs/{id}/metrics: its text, produced a slice at a time while it is
+    sent, and the step to ask for the rest after (None: nothing follows)."""
+
+    body: AsyncIterator[str]
+    next_after: int | None
+
+
 # Told of every message applied to a run: (message, the run before, the run after). Called on the
 # event loop, after the side effects; it must not block (a sweep hands it to its own task).
 Observer = Callable[[RunMessage, RunState, RunState], None]
@@ -86,6 +108,9 @@ class RunService:
         self.scheduler = Scheduler(settings, self.models.path)
         self.presenter = RunPresenter(settings.train_subset, settings.test_subset)
         self.revision = Revision()  # bumped whenever the run list would answer differently
+        self.feeds = Feeds()  # what watchers read: one feed per watched run
+        self.backlog = Backlog(store, self.models)  # what is not stored yet
+        self._held: set[int] = set()  # runs with reports the disk refused, until it takes them
         self.observers: list[Observer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task | None = None
@@ -117,16 +142,21 @@ class RunService:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        self._flush_all()
+        self._write_all()
+        for run_id, unstored in self.backlog.runs.items():
+            logger.error("run %s: %s steps, %s epochs and changes to its record could not be "
+                         "stored before the server stopped (%s); they are lost", run_id,
+                         len(unstored.points), len(unstored.epochs), self.backlog.problem)
 
     # --- queries -------------------------------------------------------------------------------
     def get(self, run_id: int) -> schemas.Run:
         run = self.table.get(run_id)
-        return self.presenter.run(run, self._epochs(run_id), self.active_model_id(), time.monotonic())
+        return self.presenter.run(run, self._epochs(run_id), self.active_model_id(), time.monotonic(),
+                                  self._unstored(run_id))
 
     def list_runs(self) -> schemas.RunList:
         return self.presenter.run_list(self.table.newest_first(), self.active_model_id(),
-                                       self.revision.value, time.monotonic())
+                                       self.revision.value, time.monotonic(), self._unstored)
 
     def state(self, run_id: int) -> RunState:
         """The run as the service knows it (RunNotFound: 404)."""
@@ -154,27 +184,54 @@ class RunService:
         limits.check_room(self.settings, len(self.table.rows), runs)
 
     def describe(self, run_id: int) -> dict:
-        """The Run as JSON-ready data (for the live feed)."""
+        """The Run as JSON-ready data (for the feed)."""
         return self.get(run_id).model_dump()
 
     def _epochs(self, run_id: int) -> list[dict]:
-        live = self.table.live.get(run_id)
-        return live.feed.epochs if live is not None else self.store.epochs(run_id)
+        feed = self.feeds.get(run_id)
+        return feed.epochs if feed is not None else self.store.epochs(run_id)
 
-    async def metrics(self, run_id: int, after: int = -1) -> schemas.Metrics:
-        return metrics(*await self._metrics(run_id, after))
+    def _unstored(self, run_id: int) -> schemas.Unstored | None:
+        unstored = self.backlog.unstored(run_id)
+        if unstored is None:
+            return None
+        return schemas.Unstored(steps=len(unstored.points), epochs=len(unstored.epochs),
+                                problem=self.backlog.problem or "not written yet")
 
-    async def metrics_csv(self, run_id: int, after: int = -1) -> str:
-        return metrics_csv(*await self._metrics(run_id, after))
-
-    async def _metrics(self, run_id: int, after: int) -> tuple[list[Point], list[dict]]:
+    async def metrics(self, run_id: int, after: int = -1, limit: int = METRICS_PAGE,
+                      format: Literal["json", "csv"] = "json") -> MetricsPage:
+        """The stored steps after `after` (at most `limit`) and every stored epoch, as JSON or
+        CSV. The text is made a few thousand steps at a time in a worker thread while it is sent,
+        so neither a large run nor many clients make the server hold it whole."""
         self.table.get(run_id)
-        self.flush(run_id)
-        return await asyncio.to_thread(self._read_metrics, run_id, after)
+        self._write(run_id)  # what waits, stored first (if the disk takes it)
+        last, more = await asyncio.to_thread(self.store.page_end, run_id, after, limit)
+        epochs = await asyncio.to_thread(self.store.epochs, run_id)
+        next_after = last if more else None
+        if format == "csv":
+            ends = await asyncio.to_thread(self.store.epoch_last_steps, run_id)
+            by_number = {epoch["epoch"]: epoch for epoch in epochs}
+            rows = lambda points: presenter.csv_rows(points, by_number, ends)  # noqa: E731
+            body = presenter.metrics_csv(self._slices(run_id, after, last, rows))
+        else:
+            body = presenter.metrics_json(
+                self._slices(run_id, after, last, presenter.points_json), epochs, next_after)
+        return MetricsPage(body, next_after)
 
-    def _read_metrics(self, run_id: int, after: int = -1) -> tuple[list[Point], list[dict]]:
-        """(iterations after `after`, epochs), from SQLite: call from a worker thread."""
-        return self.store.iterations(run_id, after), self.store.epochs(run_id)
+    async def _slices(self, run_id: int, after: int, last: int | None,
+                      format: Callable[[list[Point]], str]) -> AsyncIterator[str]:
+        """The steps after `after` up to `last`, READ_POINTS at a time, each slice read and
+        formatted in a worker thread."""
+        def read(after: int) -> tuple[int | None, str]:
+            points = self.store.iterations(run_id, after, READ_POINTS, last)
+            return (points[-1][0], format(points)) if points else (None, "")
+
+        while last is not None and after < last:
+            end, text = await asyncio.to_thread(read, after)
+            if end is None:
+                return
+            yield text
+            after = end
 
     async def layers(self, run_id: int, after: int = -1, limit: int = 100) -> schemas.LayersHistory:
         """The layer statistics of the watched steps after `after`, a page at a time."""
@@ -182,14 +239,25 @@ class RunService:
         bodies, more = await asyncio.to_thread(self.store.layers, run_id, after, limit)
         return layers_history(bodies, more)
 
-    async def feed(self, run_id: int) -> RunFeed:
-        """The live feed of an active run, or a finished feed built from the record."""
+    @contextlib.asynccontextmanager
+    async def watch(self, run_id: int) -> AsyncIterator[RunFeed]:
+        """The run's feed while the block runs: shared with every other watcher of the run; a
+        finished run's is built from the record (in a worker thread) by its first watcher."""
         self.table.get(run_id)
-        live = self.table.live.get(run_id)
-        if live is not None:
-            return live.feed
-        iterations, epochs = await asyncio.to_thread(self._read_metrics, run_id)
-        return RunFeed(run_id, lambda: self.describe(run_id), iterations, epochs, live=False)
+        async with self.feeds.hold(run_id, lambda: self._build_feed(run_id)) as feed:
+            yield feed
+
+    async def _build_feed(self, run_id: int) -> RunFeed:
+        def points() -> Iterable[Point]:  # a slice at a time: the lock is never held for long
+            after = -1
+            while chunk := self.store.iterations(run_id, after, READ_POINTS):
+                yield from chunk
+                after = chunk[-1][0]
+
+        def build() -> RunFeed:
+            return RunFeed(run_id, lambda: self.describe(run_id), points(),
+                           self.store.epochs(run_id))
+        return await asyncio.to_thread(build)
 
     # --- models --------------------------------------------------------------------------------
     def active_model_id(self) -> int | None:
@@ -233,7 +301,8 @@ class RunService:
 
     # --- commands -------------------------------------------------------------------------------
     async def create(self, body: schemas.RunConfig) -> schemas.Run:
-        """Validate (ConfigError: 422), admit (limits: 422, 429, 409), queue and schedule."""
+        """Validate (ConfigError: 422), admit (limits: 422, 429, 409), queue and schedule; 507
+        while the disk refuses what waits to be stored (a new run could not be kept either)."""
         config = limits.run_config(body.model_dump(exclude_unset=True), self.settings)
         return self.get((await self.submit(config)).id)
 
@@ -242,18 +311,21 @@ class RunService:
         """Admit (limits: 422, 429, 409), queue and schedule a run of `config`; a sweep's trial
         names its sweep and trial number."""
         limits.admit_run(config, self.settings, [run.status for run in self.table.rows.values()])
+        self._storage_must_work()
         run = RunState.from_record(self.store.create_run(config.to_dict(), Moment.now().iso,
                                                          sweep_id, trial))
         self.table.put(run)
-        self.table.live[run.id] = LiveRun(run.id, config,
-                                          RunFeed(run.id, lambda: self.describe(run.id)))
+        feed = RunFeed(run.id, lambda: self.describe(run.id))
+        self.feeds.pin(feed)
+        self.table.live[run.id] = LiveRun(run.id, config, feed)
         self.revision.bump()
         await self._schedule()
         return self.table.get(run.id)
 
     async def step(self, run_id: int, steps: int) -> schemas.Run:
         """Train a paused run `steps` more iterations; answers once it has paused again (or
-        ended: its last epoch may end meanwhile), every step stored and streamed."""
+        ended: its last epoch may end meanwhile), every step stored and streamed. A run that
+        takes no step for `stop_timeout_s` answers NotSettled (503) instead of waiting on."""
         live = self._require_status(run_id, "paused", "stepped", "only a paused run can be "
                                     "stepped; pause it first")
         if self.table.get(run_id).stepping:
@@ -261,12 +333,15 @@ class RunService:
                            "wait for its answer")
         self._receive(run_id, StepRequested(steps))
         live.handle.step(steps)
-        await live.until(lambda: not self.table.get(run_id).stepping, None)
+        settled = lambda: not self.table.get(run_id).stepping  # noqa: E731
+        progress = self.table.get(run_id).step
+        while not await live.until(settled, self.settings.stop_timeout_s):
+            if self.table.get(run_id).step == progress:
+                raise NotSettled(f"run {run_id} took no step for {self.settings.stop_timeout_s:g} "
+                                 "s of the ones asked for; the server log may say why. Its "
+                                 "status says where it is")
+            progress = self.table.get(run_id).step
         return self.get(run_id)
-
-    async def control(self, run_id: int, action: Action) -> schemas.Run:
-        command = {"stop": self.stop, "pause": self.pause, "resume": self.resume}[action]
-        return await command(run_id)
 
     async def stop(self, run_id: int) -> schemas.Run:
         await self._stop(run_id, StopRequested())
@@ -278,6 +353,8 @@ class RunService:
         await self._stop(run_id, PruneRequested(reason))
 
     async def _stop(self, run_id: int, request: StopRequested | PruneRequested) -> None:
+        """Answers once the run ended; a worker that ignores the stop for `stop_timeout_s` is
+        killed, and if even that is not reported in as long again, NotSettled (503)."""
         run = self.table.get(run_id)
         live = self.table.live.get(run_id)
         if live is None:
@@ -291,11 +368,14 @@ class RunService:
         self._receive(run_id, request)
         live.handle.stop()
         ended = lambda: run_id not in self.table.live  # noqa: E731
-        if not await live.until(ended, self.settings.stop_timeout_s):
-            logger.warning("run %s ignored a stop for %ss; ending its process", run_id,
-                           self.settings.stop_timeout_s)
+        timeout = self.settings.stop_timeout_s
+        if not await live.until(ended, timeout):
+            logger.warning("run %s ignored a stop for %ss; ending its process", run_id, timeout)
             live.handle.terminate()
-            await live.until(ended, None)
+            if not await live.until(ended, timeout):
+                raise NotSettled(f"run {run_id} did not stop within {2 * timeout:g} s, although its "
+                                 "training process was killed; the server log may say why. Ask "
+                                 "again in a moment")
 
     async def pause(self, run_id: int) -> schemas.Run:
         live = self._require_status(run_id, "running", "paused", "only a running run can be paused")
@@ -317,21 +397,32 @@ class RunService:
         return self.get(run_id)
 
     def edit(self, run_id: int, body: schemas.RunDetails) -> schemas.Run:
-        """Set any of the run's name, tags and notes, whatever its status."""
-        self.table.get(run_id)
+        """Set any of the run's name, tags and notes, whatever its status. Stored before it is
+        applied: a disk that refuses it answers 507 and changes nothing."""
+        run = self.table.get(run_id)
         given = body.model_dump(include=body.model_fields_set)
         if "tags" in given:
             given["tags"] = tuple(given["tags"])
-        self._receive(run_id, DetailsChanged(**given))
+        after = apply(DetailsChanged(**given), run, Moment.now())
+        changes = {name: getattr(after, name) for name in DETAIL_COLUMNS
+                   if getattr(after, name) != getattr(run, name)}
+        if changes:
+            self.store.update_run(run_id, **changes)
+            self.table.put(after)
+            self.revision.bump()
+            feed = self.feeds.get(run_id)
+            if feed is not None and after.active:  # the run with its new name, tags or notes
+                feed.add_status(self.describe(run_id))
         return self.get(run_id)
 
     async def delete(self, run_id: int) -> None:
         self.table.get(run_id)
-        live = self.table.live.get(run_id)
-        if live is not None:
+        if run_id in self.table.live:
             await self.stop(run_id)
-            live.feed.mark_deleted()
-        self.store.delete_run(run_id)
+        self.store.delete_run(run_id)  # 507 if the disk refuses: the run stays (stopped)
+        self.backlog.forget(run_id)
+        self._held.discard(run_id)
+        self.feeds.remove(run_id)  # its watchers are told
         self.table.remove(run_id)
         self.revision.bump()
         if self.active_model.chosen == run_id:
@@ -339,6 +430,12 @@ class RunService:
         self.models.remove(run_id)
         for forget in self.forget:
             forget(run_id)
+
+    def _storage_must_work(self) -> None:
+        """Raise StorageUnavailable (507) if what waits to be stored still cannot be."""
+        self._write_all()
+        if self.backlog.problem is not None:
+            raise StorageUnavailable(self.backlog.problem, self.backlog.error)
 
     def _require_status(self, run_id: int, status: str, verb: str, rule: str) -> LiveRun:
         run = self.table.get(run_id)
@@ -373,101 +470,112 @@ class RunService:
             self._loop.call_soon_threadsafe(self._receive, run_id, message)
 
     def _receive(self, run_id: int, message: RunMessage) -> None:
-        """Apply one message to a run, with the side effects around it. A run that ended has no
-        live part: only its record changes (its name, say; the reducer ignores the rest)."""
-        before = self.table.rows.get(run_id)
+        """A message about a live run: what it reports is stored first (or waits in the backlog
+        for the disk), then it is applied. A checkpoint is applied once it is in place."""
         live = self.table.live.get(run_id)
-        if before is None or (live is not None and not self._before(live, message)):
+        if live is None or run_id not in self.table.rows:
+            return
+        match message:
+            case Iterations(points=points, samples_per_second=rate, learning_rate=learning_rate):
+                live.feed.set_speed(rate, learning_rate)
+                self.backlog.add_points(run_id, points)
+            case EpochEvent():
+                self.backlog.add_epoch(run_id, dataclasses.asdict(message))
+            case Checkpoint():
+                self.backlog.add_checkpoint(run_id, message)
+            case LayersEvent(step=step, epoch=epoch):
+                body = dumps(dataclasses.asdict(message))
+                try:  # a full disk loses the statistics of this step, not the run
+                    self.store.add_layers(run_id, step, epoch, body)
+                except Exception:  # noqa: BLE001
+                    logger.exception("could not store the layer statistics of run %s", run_id)
+                else:  # (streamed once stored, like everything else)
+                    if (feed := self.feeds.get(run_id)) is not None:
+                        feed.add_layers(body)
+            case Ended(traceback=trace):
+                # Checkpoints saved by a worker that died go; those waiting for their epoch stay.
+                self.models.discard_pending(run_id, keep=self.backlog.checkpoint_paths(run_id))
+                if trace:
+                    logger.error("run %s failed:\n%s", live.run_id, trace)
+        self._write(run_id)
+        if not isinstance(message, Checkpoint):
+            self._apply(run_id, message)
+
+    def _apply(self, run_id: int, message: RunMessage) -> None:
+        """Apply one message to a run, with the side effects the new state calls for."""
+        before = self.table.rows.get(run_id)
+        if before is None:
             return
         after = apply(message, before, Moment.now())
         self.table.put(after)
         self._record(message, before, after)
-        if live is None:
-            return
-        self._publish(live, message, before, after)
-        if before.active and not after.active:
-            self._end(live)
-        live.changed()
+        feed = self.feeds.get(run_id)
+        if feed is not None and after.status != before.status:
+            feed.add_status(self.describe(run_id))
+        live = self.table.live.get(run_id)
+        if live is not None:
+            if before.active and not after.active:
+                self._end(live)
+            live.changed()
         for observer in self.observers:
             try:
                 observer(message, before, after)
             except Exception:  # noqa: BLE001 - an observer's failure must not stop the run's record
                 logger.exception("an observer of run %s failed", run_id)
 
-    def _before(self, live: LiveRun, message: RunMessage) -> bool:
-        """What must be done before the run's state may say so; False drops the message."""
-        match message:
-            case Iterations(points=points):
-                live.pending.extend(points)
-                try:  # stored before it is streamed: a step any client saw survives a crash
-                    self._flush(live)
-                except Exception:  # noqa: BLE001 - a full or read-only disk must not stop the stream
-                    logger.exception("could not write iteration losses of run %s", live.run_id)
-            case EpochEvent():
-                self._flush(live)
-                self.store.add_epoch(live.run_id, dataclasses.asdict(message))
-            case LayersEvent(step=step, epoch=epoch):
-                try:  # a full disk loses the statistics of this step, not the run
-                    self.store.add_layers(live.run_id, step, epoch,
-                                          dumps(dataclasses.asdict(message)))
-                except Exception:  # noqa: BLE001
-                    logger.exception("could not store the layer statistics of run %s", live.run_id)
-            case Checkpoint(path=path):
-                # The epoch it belongs to is stored (its message came first): the model may show.
-                return self.models.take_over(live.run_id, path)
-            case Ended(traceback=trace):
-                self._flush(live)
-                self.models.discard_pending(live.run_id)  # saved by a worker that died
-                if trace:
-                    logger.error("run %s failed:\n%s", live.run_id, trace)
-        return True
-
     def _record(self, message: RunMessage, before: RunState, after: RunState) -> None:
         """Update the stored record with what changed (progress alone waits for the next change)."""
         changes = {name: getattr(after, name) for name in RUN_COLUMNS
                    if getattr(after, name) != getattr(before, name)}
         if set(changes) - set(PROGRESS_COLUMNS) or isinstance(message, EpochEvent):
-            self.store.update_run(after.id, **changes, step=after.step, epoch=after.epoch)
+            self.backlog.add_record(after.id, {**changes, "step": after.step, "epoch": after.epoch})
+            self._write(after.id)
             self.revision.bump()
-
-    def _publish(self, live: LiveRun, message: RunMessage, before: RunState, after: RunState) -> None:
-        """Tell the run's watchers."""
-        match message:
-            case Iterations(points=points, samples_per_second=rate, learning_rate=learning_rate):
-                live.feed.add_points(list(points), rate, learning_rate)
-            case EpochEvent():
-                live.feed.add_epoch(dataclasses.asdict(message))
-            case LayersEvent():
-                live.feed.add_layers(dumps(dataclasses.asdict(message)))
-            case DetailsChanged() if after != before:  # the run with its new name, tags or notes
-                live.feed.add_status(self.describe(after.id))
-        if after.status != before.status:
-            live.feed.add_status(self.describe(after.id))
 
     def _end(self, live: LiveRun) -> None:
         self.table.live.pop(live.run_id, None)
+        if self.backlog.unstored(live.run_id) is None:  # else once it is all stored
+            self.feeds.unpin(live.run_id)
         if not self._closing:
             asyncio.get_running_loop().create_task(self._schedule())
 
-    # --- batched writes of iteration losses ---------------------------------------------------------
-    def flush(self, run_id: int) -> None:
-        live = self.table.live.get(run_id)
-        if live is not None:
-            self._flush(live)
+    # --- storing -------------------------------------------------------------------------------------
+    def _write(self, run_id: int) -> None:
+        """Store what waits for the run (normally: what just arrived), stream what was stored,
+        and apply the checkpoints now in place. Never raises: what the disk refuses waits."""
+        try:
+            stored = self.backlog.write(run_id)
+        except Exception:  # noqa: BLE001 - not the disk: a bug; keep the server and the run going
+            logger.exception("could not store the reports of run %s", run_id)
+            return
+        feed = self.feeds.get(run_id)
+        held = self.backlog.unstored(run_id) is not None
+        if feed is not None:
+            points, start = stored.points, 0
+            for epoch in stored.epochs:  # each epoch right after the last step of it
+                end = start
+                while end < len(points) and points[end][1] <= epoch["epoch"]:
+                    end += 1
+                feed.add_points(points[start:end])
+                feed.add_epoch(epoch)
+                start = end
+            feed.add_points(points[start:])
+        for checkpoint in stored.checkpoints:
+            self._apply(run_id, checkpoint)
+        if held != (run_id in self._held):  # the disk began to refuse, or took everything
+            self._held.symmetric_difference_update({run_id})
+            self.revision.bump()
+            if feed is not None and run_id in self.table.rows:  # the Run says what is unstored
+                feed.add_status(self.describe(run_id))
+        if run_id not in self.table.live and not held:
+            self.feeds.unpin(run_id)  # all stored: the feed of a run that ended may go
 
-    def _flush(self, live: LiveRun) -> None:
-        if live.pending:
-            points, live.pending = live.pending, []
-            self.store.add_iterations(live.run_id, points)
-
-    def _flush_all(self) -> None:
-        for live in list(self.table.live.values()):
-            self._flush(live)
+    def _write_all(self) -> None:
+        for run_id in list(self.backlog.runs):
+            self._write(run_id)
 
     async def _flush_periodically(self) -> None:
+        """Retry what the disk refused, every `flush_interval_s`."""
         while True:
             await asyncio.sleep(self.settings.flush_interval_s)
-            try:
-                self._flush_all()
-            except Exception:  # noqa: BLE001 - keep flushing; the error is logged
-                logger.exception("could not write iteration losses to the database")
+            self._write_all()

@@ -166,11 +166,14 @@ class RunState:
 
 def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
     """The run after `message`, applied at `at`. Pure: no I/O, no clock of its own. A run that
-    ended stays as it ended, but for its name, tags and notes."""
+    ended stays as it ended, but for its name, tags and notes, and a model that is in place only
+    now (its epoch could be stored only after the run ended: the disk was full)."""
     if isinstance(message, DetailsChanged):
         given = {field.name: getattr(message, field.name) for field in dataclasses.fields(message)}
         return replace(run, **{name: value for name, value in given.items()
                                if value is not UNCHANGED})
+    if isinstance(message, Checkpoint):
+        return replace(run, has_model=True, model_epoch=message.epoch)
     if not run.active:
         return run
     match message:
@@ -185,8 +188,6 @@ def apply(message: RunMessage, run: RunState, at: Moment) -> RunState:
             return replace(run, best_val_accuracy=max(run.best_val_accuracy or 0.0, accuracy))
         case LayersEvent():
             return run  # stored and streamed as it is; the run's record does not change
-        case Checkpoint(epoch=epoch):
-            return replace(run, has_model=True, model_epoch=epoch)
         case PauseRequested() if run.status == "running":
             return replace(run, pause_requested=True)
         case PauseEvent(paused=True) | PauseTimedOut() if run.pause_requested:

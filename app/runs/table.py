@@ -1,6 +1,6 @@
 """The run table: every run the server knows (a `RunState` by id), and the live part of those that
-are queued, running or paused: the feed watchers read, the handle of the worker, the steps not
-stored yet. Used on the event loop only."""
+are queued, running or paused: the feed watchers read and the handle of the worker. Used on the
+event loop only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from app.broadcast import RunFeed
 from app.executor import RunHandle
-from app.protocol import Point
 from app.runs.errors import RunNotFound
 from app.runs.state import RunState
 from engine.config import TrainConfig
@@ -25,7 +24,6 @@ class LiveRun:
     config: TrainConfig
     feed: RunFeed
     handle: RunHandle | None = None  # None until a worker was asked to train it
-    pending: list[Point] = field(default_factory=list)  # points not yet in SQLite
     _waiters: set[asyncio.Event] = field(default_factory=set)
 
     def changed(self) -> None:

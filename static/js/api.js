@@ -117,8 +117,17 @@ export const api = {
   step: (id, steps) => request('POST', `/api/runs/${id}/step`, { steps }),
   layers: (id, after = -1) => request('GET', `/api/runs/${id}/layers?after=${after}`),
   hidden: (id, pixels) => request('GET', `/api/runs/${id}/hidden?pixels=${pixels}`),
-  metrics: (id, after = null) =>
-    request('GET', `/api/runs/${id}/metrics${after === null ? '' : `?after=${after}`}`),
+  /** Every stored step after `after` and every epoch, following `next_after` page by page. */
+  metrics: async (id, after = null) => {
+    const iterations = [];
+    let page;
+    do {
+      page = await request('GET', `/api/runs/${id}/metrics${after === null ? '' : `?after=${after}`}`);
+      iterations.push(...page.iterations);
+      after = page.next_after;
+    } while (after !== null && after !== undefined);
+    return { ...page, iterations };
+  },
   metricsUrl: (id, format) => `/api/runs/${id}/metrics?format=${format}`,
   evaluation: (id) => request('GET', `/api/runs/${id}/evaluation`),
   misclassified: (id, { offset = 0, limit = 32, trueDigit = null, predicted = null } = {}) => {

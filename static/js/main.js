@@ -78,7 +78,8 @@ function onRunEnded(run) {
 
 const streamHandlers = {
   lastStep: () => (state.watched ? lastStep(state.watched) : -1),
-  runFinished: () => !isActive(state.watched?.run),
+  // Ended, and all it reported stored (steps a full disk held back are streamed once stored).
+  runFinished: () => !isActive(state.watched?.run) && !state.watched?.run?.unstored,
   onSnapshot(message) {
     const data = state.watched;
     if (!data) return;

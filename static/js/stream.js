@@ -26,6 +26,7 @@ export class RunStream {
     this.attempts = 0;
     this.timer = null;
     this.expectedSeq = null;
+    this.backlog = 0; // points the server still has to send (a finished run's curve comes in pages)
     this.queue = Promise.resolve();
     this.onOnline = () => this.reconnectNow();
   }
@@ -93,7 +94,7 @@ export class RunStream {
       }
       this.queue = this.queue.then(() => {
         if (this.closed) return;
-        if (this.handlers.runFinished()) {
+        if (this.handlers.runFinished() && !this.backlog) {
           this.handlers.onConnection('idle', null);
           return;
         }
@@ -130,9 +131,10 @@ export class RunStream {
     switch (message.type) {
       case 'snapshot':
         this.attempts = 0;
+        this.backlog = message.backlog ?? 0; // points still to come, a page at a time
         if (message.iterations?.length) await this.fillGap(message.iterations[0].step);
         this.handlers.onSnapshot(message);
-        if (this.handlers.runFinished()) {
+        if (this.handlers.runFinished() && !this.backlog) {
           // For a run that has ended the snapshot is the last message: free the server's slot.
           this.close();
           this.handlers.onConnection('idle', null);
@@ -141,9 +143,14 @@ export class RunStream {
         }
         break;
       case 'iterations':
+        this.backlog = message.backlog ?? 0;
         if (message.points?.length) {
           await this.fillGap(message.points[0].step);
           this.handlers.onPoints(message.points, message);
+        }
+        if (this.handlers.runFinished() && !this.backlog) {
+          this.close(); // a finished run's last page
+          this.handlers.onConnection('idle', null);
         }
         break;
       case 'epoch':
@@ -154,7 +161,7 @@ export class RunStream {
         break;
       case 'status':
         this.handlers.onStatus(message);
-        if (this.handlers.runFinished()) {
+        if (this.handlers.runFinished() && !this.backlog) {
           this.close(); // nothing more will come for this run
           this.handlers.onConnection('idle', null);
         }

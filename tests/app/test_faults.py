@@ -5,6 +5,7 @@ or fills up, and WebSocket clients that stop reading or vanish mid-message."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -107,6 +108,13 @@ def assert_every_step_once(steps: list[int], at_least: int = 1) -> None:
     assert steps == list(range(len(steps))), "steps missing or repeated"
 
 
+def integrity(data_dir: Path) -> str:
+    """SQLite's integrity check of the server's database (the server must not be running: it
+    holds the database's lock while it does), with the connection closed again."""
+    with contextlib.closing(sqlite3.connect(data_dir / "mnist-lab.sqlite3")) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
 def process_gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -166,9 +174,7 @@ def test_server_killed_mid_run_and_restarted_loses_nothing_reported(tmp_path, mn
     assert watcher.error is None
     wait_for(lambda: all(process_gone(pid) for pid in workers), 10, what="the orphaned worker to exit")
 
-    database = data_dir / "mnist-lab.sqlite3"
-    with sqlite3.connect(database) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert integrity(data_dir) == "ok"
 
     with LiveServer(data_dir, env=env) as restarted, \
             httpx.Client(base_url=restarted.url, timeout=30) as client:
@@ -248,6 +254,49 @@ def test_diverging_run_fails_with_reason_and_no_nan_anywhere(tmp_path, mnist_dir
         assert client.get(f"/api/runs/{run_id}").json()["diverged"] == diverged
 
 
+def children_of(pids: list[int]) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) in pids:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_stuck_run_gets_bounded_answers_to_step_and_stop(tmp_path, mnist_dir):
+    """A paused run whose batches stop coming (the process that prepares them is frozen with
+    SIGSTOP, so the trainer waits for its next batch): a step request answers 503 once no step
+    came for stop_timeout_s (it waited forever), and a stop kills the training process and
+    answers with the run ended. (Freezing the trainer itself would freeze the server too: setting
+    a multiprocessing.Event waits for each process sleeping on it to wake.)"""
+    env = server_env(mnist_dir, MNIST_LAB_STOP_TIMEOUT_S="2")
+    with LiveServer(tmp_path / "data", env=env) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        run_id = client.post("/api/runs", json=LONG_RUN).json()["id"]
+        wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["progress"]["step"] > 10, 60,
+                 what="the run to train")
+        paused = client.post(f"/api/runs/{run_id}/pause")
+        assert paused.json()["status"] == "paused", paused.text
+        preparers = children_of(server.worker_pids())  # (forked by the training process)
+        if not preparers:
+            pytest.skip("batches are prepared inline here (no fork): nothing to freeze apart")
+        for pid in preparers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            stepped = client.post(f"/api/runs/{run_id}/step", json={"steps": 500})
+            assert stepped.status_code == 503, stepped.text
+            assert "took no step" in strict_json(stepped.text)["detail"]
+            assert stepped.headers["retry-after"]
+            stopped = client.post(f"/api/runs/{run_id}/stop")
+            assert stopped.status_code == 200, stopped.text
+            assert stopped.json()["status"] in ENDED
+        finally:
+            for pid in preparers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        assert client.get("/healthz").status_code == 200
+
+
 # --- the data dir becomes read-only or full -------------------------------------------------------------
 def needs_root(what: str) -> None:
     if os.geteuid() != 0:
@@ -307,11 +356,13 @@ def completed_run(client: httpx.Client, data_dir: Path) -> tuple[int, dict, byte
             (data_dir / "models" / f"run-{run_id}.npz").read_bytes())
 
 
-def assert_intact(client: httpx.Client, data_dir: Path, run_id: int, metrics: dict, model: bytes):
+def assert_intact(server: LiveServer, client: httpx.Client, data_dir: Path, run_id: int,
+                  metrics: dict, model: bytes):
     assert client.get(f"/api/runs/{run_id}/metrics").json() == metrics
     assert (data_dir / "models" / f"run-{run_id}.npz").read_bytes() == model
-    with sqlite3.connect(data_dir / "mnist-lab.sqlite3") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    server.stop()  # (it holds the database's lock)
+    assert integrity(data_dir) == "ok"
+    server.start()
 
 
 def test_read_only_data_dir_gives_a_clear_error_and_corrupts_nothing(tmp_path, mnist_dir):
@@ -332,7 +383,7 @@ def test_read_only_data_dir_gives_a_clear_error_and_corrupts_nothing(tmp_path, m
             assert client.post("/predict", json={"pixels": STROKE}).status_code == 200
         finally:
             immutable(data_dir, False)
-        assert_intact(client, data_dir, done, metrics, model)
+        assert_intact(server, client, data_dir, done, metrics, model)
         again = client.post("/api/runs", json=SHORT_RUN)  # writable again: works as before
         assert again.status_code == 201, again.text
         assert wait_for_status(client, again.json()["id"], ENDED, 60)["status"] == "completed"
@@ -355,10 +406,102 @@ def test_full_disk_gives_a_clear_error_and_corrupts_nothing(small_disk, mnist_di
             assert client.get(f"/api/runs/{done}/metrics").json() == metrics
         finally:
             filler.unlink()
-        assert_intact(client, small_disk, done, metrics, model)
+        assert_intact(server, client, small_disk, done, metrics, model)
         again = client.post("/api/runs", json=SHORT_RUN)  # space again: works as before
         assert again.status_code == 201, again.text
         assert wait_for_status(client, again.json()["id"], ENDED, 60)["status"] == "completed"
+
+
+def stored_steps(client: httpx.Client, run_id: int) -> list[int]:
+    """Every stored step of the run, page after page."""
+    steps, after = [], -1
+    while after is not None:
+        page = client.get(f"/api/runs/{run_id}/metrics", params={"after": after}).json()
+        steps += [point["step"] for point in page["iterations"]]
+        after = page["next_after"]
+    return steps
+
+
+def stored_status(data_dir: Path, run_id: int) -> str:
+    """The run's status in the database itself (the server must not be running)."""
+    with contextlib.closing(sqlite3.connect(data_dir / "mnist-lab.sqlite3")) as db:
+        return db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+
+
+def refused_mid_run(server: LiveServer, client: httpx.Client, data_dir: Path, refuse, allow,
+                    problem: str) -> None:
+    """A watched run trains; then the data dir refuses every write (`refuse`), later takes them
+    again (`allow`). Meanwhile the server lives, streams no step it has not stored, answers new
+    runs 507, reads and predictions as usual, pause, resume and stop promptly; afterwards what
+    was held back is stored, streamed once, and the database says what the API said."""
+    run_id = client.post("/api/runs", json=LONG_RUN).json()["id"]
+    watcher = watch(server, run_id)
+    wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["has_model"], 60,
+             what="the model of the first epoch")
+    refuse()
+    try:
+        held = wait_for(lambda: (run := client.get(f"/api/runs/{run_id}").json())["unstored"]
+                        and run, 30, what="steps the disk refused")
+        assert problem in held["unstored"]["problem"], held["unstored"]
+        stored = stored_steps(client, run_id)
+        # Training goes on, but what the disk refused is neither stored nor streamed.
+        wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["progress"]["step"] > stored[-1] + 200, 60,
+                 what="a few hundred steps more")
+        assert stored_steps(client, run_id) == stored
+        assert watcher.steps and watcher.steps[-1] <= stored[-1], "a step streamed, not stored"
+        assert server.process.poll() is None
+        assert_clear_storage_error(client.post("/api/runs", json=SHORT_RUN))
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/runs").status_code == 200
+        assert client.post("/predict", json={"pixels": STROKE}).status_code == 200
+        paused = client.post(f"/api/runs/{run_id}/pause")
+        assert paused.status_code == 200 and paused.json()["status"] == "paused", paused.text
+        resumed = client.post(f"/api/runs/{run_id}/resume")
+        assert resumed.status_code == 200 and resumed.json()["status"] == "running", resumed.text
+        stopped = client.post(f"/api/runs/{run_id}/stop")  # (the client gives up after 30 s)
+        assert stopped.status_code == 200, stopped.text
+        final = stopped.json()
+        assert final["status"] in ENDED and final["unstored"], final
+        if final["status"] == "failed":  # the last model could not be saved
+            assert "rror" in final["reason"], final["reason"]
+        assert watcher.steps[-1] <= stored[-1]
+    finally:
+        allow()
+    caught_up = wait_for(lambda: (run := client.get(f"/api/runs/{run_id}").json())["unstored"]
+                         is None and run, 30, what="the held-back steps to be stored")
+    assert caught_up["status"] == final["status"]
+    steps = stored_steps(client, run_id)
+    assert_every_step_once(steps, at_least=len(stored) + 200)
+    assert len(steps) == caught_up["progress"]["step"]
+    wait_for(lambda: watcher.status == final["status"] and len(watcher.steps) >= len(steps), 30,
+             what="the watcher to get every step and the final status")
+    watcher.stop()
+    assert watcher.error is None
+    assert watcher.steps == steps  # streamed once stored: every step once, in order
+    server.stop()
+    assert integrity(data_dir) == "ok"
+    assert stored_status(data_dir, run_id) == final["status"]  # the record says what the API said
+    server.start()
+    assert client.get(f"/api/runs/{run_id}").json()["status"] == final["status"]
+    assert stored_steps(client, run_id) == steps
+
+
+def test_full_disk_mid_run_holds_steps_back_and_stores_them_once_there_is_room(small_disk,
+                                                                                mnist_dir):
+    fillers = []
+    with LiveServer(small_disk, env=server_env(mnist_dir)) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        refused_mid_run(server, client, small_disk, lambda: fillers.append(fill(small_disk)),
+                        lambda: [filler.unlink() for filler in fillers], "full")
+
+
+def test_read_only_data_dir_mid_run_keeps_the_server_and_stores_later(tmp_path, mnist_dir):
+    needs_root("making files immutable (chattr)")
+    data_dir = tmp_path / "data"
+    with LiveServer(data_dir, env=server_env(mnist_dir)) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        refused_mid_run(server, client, data_dir, lambda: immutable(data_dir, True),
+                        lambda: immutable(data_dir, False), "")
 
 
 # --- WebSocket clients that misbehave -----------------------------------------------------------------------

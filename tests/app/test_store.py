@@ -3,12 +3,25 @@ restart finds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 
 import pytest
 
 from app.store import SCHEMA_VERSION, Store, StoreError
+
+
+@contextlib.contextmanager
+def database(path):
+    """A plain connection to the file, committed and closed at the end of the block (a Store
+    needs the file to itself: it opens it in exclusive locking mode)."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
 
 # An epoch as version 1 stored it (train_*: the running mean over its batches), and as it reads
 # once migrated (version 4: running_*; the clean train metric was not measured).
@@ -44,7 +57,8 @@ def test_runs_metrics_and_restart(tmp_path):
     assert [r["id"] for r in reopened.runs()] == [other["id"], run["id"]]  # newest first
     assert reopened.delete_run(run["id"]) and reopened.iterations(run["id"]) == []
     assert reopened.epochs(run["id"]) == []
-    with sqlite3.connect(path) as db:
+    reopened.close()
+    with database(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
@@ -89,7 +103,7 @@ PRAGMA user_version=1;
 
 def test_a_version_1_database_gains_sweeps_and_keeps_its_runs(tmp_path):
     path = tmp_path / "mnist-lab.sqlite3"
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         db.executescript(VERSION_1_RUNS)
     store = Store(path)
     [old] = store.runs()
@@ -98,13 +112,13 @@ def test_a_version_1_database_gains_sweeps_and_keeps_its_runs(tmp_path):
     assert store.sweeps() == []
     store.create_sweep("after the upgrade", {}, "now")
     store.close()
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path):
     path = tmp_path / "mnist-lab.sqlite3"
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
         Store(path)
@@ -137,7 +151,7 @@ def test_an_old_database_is_migrated_keeping_what_each_number_was(tmp_path):
     """Before validation was held out, an epoch's train_* was the running mean over its batches:
     it becomes running_*, and the clean train metric, never measured, is NULL."""
     path = tmp_path / "mnist-lab.sqlite3"
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         db.executescript(V1_SCHEMA)
     store = Store(path)
     assert store.epochs(1) == [{"epoch": 1, "train_loss": None, "train_accuracy": None,
@@ -152,7 +166,7 @@ def test_an_old_database_is_migrated_keeping_what_each_number_was(tmp_path):
                         "val_accuracy": None, "running_loss": 0.2, "running_accuracy": 0.9,
                         "duration_s": 1.0, "learning_rate": 0.01})  # null validation fits
     store.close()
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert Store(path).epochs(1)[1]["val_accuracy"] is None
 
@@ -181,7 +195,7 @@ def test_layer_statistics_page_through_in_step_order(tmp_path):
 def version_1_database(path) -> None:
     """A file as MNIST Lab wrote it before runs had names (schema version 1): one finished run
     with an epoch and two steps."""
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         db.executescript(V1_TABLES + "PRAGMA user_version=1;")
         db.execute("INSERT INTO runs (id, status, config, created_at, step, epoch, has_model) "
                    "VALUES (1, 'completed', '{\"epochs\": 1}', '2026-01-01T00:00:00+00:00', 1, 1, 1)")
@@ -205,18 +219,18 @@ def test_a_version_1_database_is_migrated_and_keeps_its_runs(tmp_path):
     assert reopened.run(1) == {**run, "name": "from before", "tags": ["old", "kept"],
                                "notes": "line one\nline two"}
     reopened.close()
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path):
     path = tmp_path / "mnist-lab.sqlite3"
     version_1_database(path)
-    with sqlite3.connect(path) as db:  # a column migration 2 adds, there already: it must fail
+    with database(path) as db:  # a column migration 2 adds, there already: it must fail
         db.execute("ALTER TABLE runs ADD COLUMN diverged_step INTEGER")
     with pytest.raises(sqlite3.OperationalError, match="duplicate column"):
         Store(path)
-    with sqlite3.connect(path) as db:
+    with database(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1
         columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
         assert "diverged_step" in columns and not {"name", "tags", "notes"} & columns
@@ -238,3 +252,20 @@ def test_a_runs_name_tags_notes_and_divergence_are_stored(tmp_path):
     assert (stored["name"], stored["tags"], stored["notes"]) == ("lr 10", ["diverges", "été"], None)
     assert (stored["diverged_step"], stored["diverged_loss"]) == (12, 426.1)
     assert (reopened.run(other)["diverged_step"], reopened.run(other)["diverged_loss"]) == (0, None)
+
+
+def test_the_server_is_the_databases_only_user_so_no_file_is_memory_mapped(tmp_path):
+    """No `-shm` file: SQLite keeps the WAL index in the process's memory (a mapped file that
+    turns read-only or has no room left kills the process with SIGBUS on its next write). A
+    second server on the same data dir is refused with what to do."""
+    path = tmp_path / "mnist-lab.sqlite3"
+    store = Store(path)
+    store.add_iterations(store.create_run({"epochs": 1}, "2026-01-01T00:00:00+00:00")["id"],
+                         [(0, 1, 2.3)])
+    assert not path.with_name(path.name + "-shm").exists()
+    mapped = [line for line in open("/proc/self/maps") if str(tmp_path) in line]
+    assert mapped == []
+    with pytest.raises(StoreError, match="in use by another program"):
+        Store(path)
+    assert store.iterations(1) == [(0, 1, 2.3)]  # the refusal left the first one working
+    store.close()

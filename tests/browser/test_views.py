@@ -408,3 +408,15 @@ def test_a_shared_url_keeps_its_run_while_another_trains(server: Server, three_r
     expect(shared.get_by_test_id("run-status")).to_have_attribute(
         "data-run-id", str(three_runs[0]["id"]))
     server.stop_active_runs()
+
+
+def test_a_finished_runs_curve_that_comes_in_pages_is_drawn_whole(server_factory, new_page):
+    """With 50 points to a message, a finished run's 125 steps come as a snapshot and two more
+    pages: the page keeps the socket open until the last (`backlog` 0) and draws every step."""
+    paged = server_factory(MNIST_LAB_STREAM_PAGE_POINTS="50")
+    run = paged.train(hidden_layers=[16], epochs=1, batch_size=16)
+    stored = len(paged.metrics(run["id"])["iterations"])
+    assert stored > 100
+    page = new_page(paged.url)
+    open_run(page, run["id"])
+    expect(page.get_by_test_id("loss-chart")).to_have_attribute("data-points", str(stored))

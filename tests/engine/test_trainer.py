@@ -255,8 +255,14 @@ def test_control_from_another_thread(data):
 def test_stop_wakes_a_paused_run(data):
     control = TrainingControl()
     control.pause()
-    threading.Timer(0.2, control.stop).start()
-    _, events, end = run(config(), data, control)
+    events = []
+
+    def listener(event):  # stopped once the pause took effect (a timer could come before it)
+        events.append(event)
+        if isinstance(event, PauseEvent) and event.paused:
+            threading.Thread(target=control.stop).start()
+
+    end = Trainer(config(), data, [listener], control).run()
     assert end.status == "stopped" and end.steps_completed == 0 and end.test_accuracy is None
     assert [type(e).__name__ for e in events] == ["StartEvent", "PauseEvent", "EndEvent"]
 
