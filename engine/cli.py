@@ -182,7 +182,7 @@ def _add_train_parser(commands) -> None:
                         "all 60,000 and report no validation)")
     honest.add_argument("--stats-every", type=int, metavar="STEPS",
                         help="with --json: layer statistics every STEPS steps and after every "
-                        "epoch (default 100; 0: none)")
+                        "epoch (default 250; 0: none)")
     augment = train.add_argument_group(
         "augmentation", "random distortions of each training batch; each option overrides the "
         "preset's value, the others keep it")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from app.cli import main  # the console script: the engine's commands plus serve and bench
+from engine.config import TrainConfig
 from engine.model import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,9 +106,12 @@ def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     assert [e["event"] for e in events].count("iteration") == 2 * 55
     epochs = [e for e in events if e["event"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2]
-    # Layer statistics at steps 0 and 100 (the cadence) and after each epoch.
-    assert [(e["step"], e["epoch_end"]) for e in events if e["event"] == "layers"] == [
-        (0, False), (54, True), (100, False), (109, True)]
+    # Layer statistics on the default cadence (from step 0) and after each epoch (steps 54, 109).
+    every = TrainConfig().stats_every
+    ends = {54, 109}
+    expected = sorted({(step, False) for step in range(0, 110, every) if step not in ends}
+                      | {(step, True) for step in ends})
+    assert [(e["step"], e["epoch_end"]) for e in events if e["event"] == "layers"] == expected
     end = events[-1]
     assert end["event"] == "end" and end["status"] == "completed"
     assert end["test_accuracy"] > 0.85
