@@ -45,7 +45,8 @@ from ray.exceptions import (
 
 from app.executor import ExecutorError, MessageCallback, stop_all
 from app.protocol import CheckpointBytes, Ended, Message, ProtocolError, from_wire, to_wire
-from app.worker import THREAD_VARIABLES, RunJob, checkpoint_from_bytes, run_job
+from app.worker import RunJob, checkpoint_from_bytes, run_job
+from engine.blas import THREAD_VARIABLES
 from engine.control import TrainingControl
 
 logger = logging.getLogger("app.executor")

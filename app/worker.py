@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from app.protocol import Checkpoint, CheckpointBytes, Ended, Iterations, Message, to_wire
+from engine.blas import limit_blas_threads
 from engine.config import TrainConfig
 from engine.control import TrainingControl
 from engine.events import (
@@ -42,7 +43,6 @@ from engine.throughput import Throughput
 BATCH_INTERVAL_S = 0.05
 BATCH_POINTS = 256
 PENDING_SUFFIX = ".part.npz"
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 if TYPE_CHECKING:  # NumPy must not load before run_worker has set the BLAS threads: see run_job
     from engine.data import MnistData
@@ -78,16 +78,6 @@ def run_worker(job: RunJob, queue, stop_event, running_event, step_budget, resum
             pass
     run_job(job, lambda message: queue.put(to_wire(message)),
             TrainingControl(stop_event, running_event, step_budget, resumes))
-
-
-def limit_blas_threads(threads: int) -> None:
-    """Train with `threads` BLAS threads (0: the library's default). Only before NumPy loads its
-    BLAS: on a small or busy machine a training process that spins several BLAS threads fights
-    the API (and the other runs) for the cores and gets slower, not faster (measured: an epoch of
-    20,000 digits took 0.7 s with one thread and 28 s with two on a machine with other work)."""
-    if threads > 0 and "numpy" not in sys.modules:
-        for name in THREAD_VARIABLES:
-            os.environ[name] = str(threads)
 
 
 def run_job(job: RunJob, send: Send, control: TrainingControl, *,

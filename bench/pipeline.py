@@ -40,8 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.settings import Settings  # noqa: E402
-from app.worker import THREAD_VARIABLES  # noqa: E402
 from bench.machine import raised_priority  # noqa: E402
+from engine.blas import THREAD_VARIABLES  # noqa: E402
 
 TARGET_RATIO = 1.3
 VARIANTS = ("compute", "inline", "process", "thread")

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.blas import limit_blas_threads
 from engine.config import (
     ACTIVATIONS,
     INITS,
@@ -181,7 +182,7 @@ def _add_train_parser(commands) -> None:
                         "all 60,000 and report no validation)")
     honest.add_argument("--stats-every", type=int, metavar="STEPS",
                         help="with --json: layer statistics every STEPS steps and after every "
-                        "epoch (default 100; 0: none)")
+                        "epoch (default 250; 0: none)")
     augment = train.add_argument_group(
         "augmentation", "random distortions of each training batch; each option overrides the "
         "preset's value, the others keep it")
@@ -195,6 +196,9 @@ def _add_train_parser(commands) -> None:
     out.add_argument("--json", action="store_true",
                      help="one JSON object per event on stdout (start, iteration, epoch, layers, "
                      "pause, end)")
+    train.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="BLAS threads of the training (default 1, as the server's workers: the "
+                       "batches are prepared on another core; 0: the library's default)")
     add_data_dir(train)
     train.set_defaults(func=cmd_train)
 
@@ -270,6 +274,10 @@ def stop_on_interrupt(control):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 or more, got {args.threads}")
+    limit_blas_threads(args.threads)  # before anything loads NumPy
+
     from engine.control import TrainingControl
     from engine.data import SplitError
     from engine.inside import LayerWatch

@@ -148,7 +148,7 @@ class TrainConfig:
     validation_size: int = 5000
     # Layer statistics (engine/inside.py) every `stats_every` steps and after every epoch; 0: off.
     # They never change the training itself. The default keeps their cost under 3% (docs/inside.md).
-    stats_every: int = 100
+    stats_every: int = 250
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     preset: str | None = None
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.blas import limit_blas_threads
 from engine.cli import UsageError, add_data_dir, load_data, stop_on_interrupt
-from engine.data.split import SplitError, hold_out
-from engine.events import kept_epoch
 
 EXAMPLES = """examples:
   mnist-lab sweep --space learning_rate=log:0.001:0.3 --space 'hidden_layers=[128];[256];[512,256]' \\
@@ -81,8 +80,6 @@ class TrialResult:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from app.worker import limit_blas_threads
-
     if args.threads < 0:
         raise UsageError(f"--threads must be 0 or more, got {args.threads}")
     limit_blas_threads(args.threads)  # before anything loads NumPy
@@ -92,6 +89,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from app.sweeps.spec import make_spec
     from app.sweeps.sweep import Sweep
     from engine.config import ConfigError, TrainConfig, field_bounds
+    from engine.data.split import SplitError, hold_out
 
     fields = field_bounds()
     try:
@@ -177,7 +175,7 @@ def _base_fields(items: list[str]) -> dict[str, Any]:
 def _train_trial(sweep, proposal, data, done: int, quiet: bool):
     """Train one trial here; its result, its model, and whether Ctrl-C interrupted it."""
     from engine.control import TrainingControl
-    from engine.events import EndEvent, EpochEvent, IterationEvent, StartEvent
+    from engine.events import EndEvent, EpochEvent, IterationEvent, StartEvent, kept_epoch
     from engine.trainer import Trainer
 
     spec = sweep.spec

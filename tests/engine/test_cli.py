@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from app.cli import main  # the console script: the engine's commands plus serve and bench
+from engine.config import TrainConfig
 from engine.model import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,9 +106,12 @@ def test_train_json_then_evaluate(data_dir, tmp_path, capsys):
     assert [e["event"] for e in events].count("iteration") == 2 * 55
     epochs = [e for e in events if e["event"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2]
-    # Layer statistics at steps 0 and 100 (the cadence) and after each epoch.
-    assert [(e["step"], e["epoch_end"]) for e in events if e["event"] == "layers"] == [
-        (0, False), (54, True), (100, False), (109, True)]
+    # Layer statistics on the default cadence (from step 0) and after each epoch (steps 54, 109).
+    every = TrainConfig().stats_every
+    ends = {54, 109}
+    expected = sorted({(step, False) for step in range(0, 110, every) if step not in ends}
+                      | {(step, True) for step in ends})
+    assert [(e["step"], e["epoch_end"]) for e in events if e["event"] == "layers"] == expected
     end = events[-1]
     assert end["event"] == "end" and end["status"] == "completed"
     assert end["test_accuracy"] > 0.85
@@ -229,3 +233,36 @@ def test_bench_without_the_benchmark_says_why_it_cannot_run():
                           text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2
     assert "bench/speed.py" in done.stderr and "source checkout" in done.stderr
+
+
+# The BLAS threads a command trains with can only be chosen before NumPy loads its BLAS: so
+# loading the console script must not import NumPy, and train/sweep set the threads first.
+THREADS_SEEN = """
+import sys
+from app.cli import main
+assert 'numpy' not in sys.modules, 'importing the console script loaded NumPy'
+import engine.cli
+engine.cli.load_data = lambda args: None  # stop right after the threads are chosen
+main(sys.argv[1:])
+import os
+print(os.environ.get('OPENBLAS_NUM_THREADS'))
+"""
+
+
+@pytest.mark.parametrize(("argv", "threads"), [
+    (["train"], "1"), (["train", "--threads", "3"], "3"), (["train", "--threads", "0"], None)])
+def test_train_chooses_its_blas_threads_before_numpy_loads(argv, threads):
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", THREADS_SEEN, *argv], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == str(threads)
+
+
+def test_blas_threads_are_left_alone_once_numpy_is_loaded(monkeypatch):
+    from engine.blas import limit_blas_threads
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert "numpy" in sys.modules and limit_blas_threads(2) is False
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
