@@ -98,6 +98,7 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
 
 
 def stored_steps(client: httpx.Client, run_id: int) -> list[int]:
+    """Every stored step of the run, page after page (GET /metrics, following next_after)."""
     steps, after = [], -1
     while after is not None:
         page = client.get(f"/api/runs/{run_id}/metrics", params={"after": after}).json()

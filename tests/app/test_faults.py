@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from app.runs.state import ACTIVE_STATUSES, STATUSES
+from bench.fault_soak import stored_steps  # every stored step of a run, page after page
 from engine.model import load_model
 from tests.app.liveserver import LiveServer, strict_json, wait_for_status
 from tests.waiting import wait_for
@@ -410,16 +411,6 @@ def test_full_disk_gives_a_clear_error_and_corrupts_nothing(small_disk, mnist_di
         again = client.post("/api/runs", json=SHORT_RUN)  # space again: works as before
         assert again.status_code == 201, again.text
         assert wait_for_status(client, again.json()["id"], ENDED, 60)["status"] == "completed"
-
-
-def stored_steps(client: httpx.Client, run_id: int) -> list[int]:
-    """Every stored step of the run, page after page."""
-    steps, after = [], -1
-    while after is not None:
-        page = client.get(f"/api/runs/{run_id}/metrics", params={"after": after}).json()
-        steps += [point["step"] for point in page["iterations"]]
-        after = page["next_after"]
-    return steps
 
 
 def stored_status(data_dir: Path, run_id: int) -> str:
